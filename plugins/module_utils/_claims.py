@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailops.o365 contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""JWT claims diagnosis: why a token cannot work for IMAP, POP or SMTP, before connecting.
+
+The payload is decoded without checking the signature: this is for diagnosis only, the mail
+server does the real validation. Opaque (non-JWT) tokens give no claims and no problems.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import re
+import time
+from typing import Iterable, Optional
+
+from ansible_collections.mailops.o365.plugins.module_utils._clouds import (
+    Cloud, accepted_audiences, app_role, delegated_permission)
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_SUMMARY_CLAIMS = ("aud", "iss", "tid", "appid", "azp", "idtyp", "scp", "roles", "upn", "unique_name",
+                   "email", "preferred_username", "oid")
+
+
+def decode_claims(token: str) -> Optional[dict]:
+    """Return the JWT payload as a dict, or None for an opaque token."""
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, UnicodeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def is_app_token(claims: dict) -> bool:
+    if claims.get("idtyp") in ("app", "user"):
+        return claims["idtyp"] == "app"
+    return "roles" in claims and "scp" not in claims
+
+
+def summarize(claims: Optional[dict]) -> dict:
+    """The claims worth showing (no signature, nothing secret), with `exp` as ISO time too."""
+    if not claims:
+        return {}
+    out = {k: claims[k] for k in _SUMMARY_CLAIMS if k in claims}
+    if isinstance(claims.get("exp"), (int, float)):
+        out["exp"] = int(claims["exp"])
+        out["expires_at"] = iso_time(claims["exp"])
+    return out
+
+
+def iso_time(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def token_user(claims: Optional[dict]) -> Optional[str]:
+    if not claims:
+        return None
+    for key in ("upn", "unique_name", "preferred_username", "email"):
+        if isinstance(claims.get(key), str):
+            return claims[key]
+    return None
+
+
+def diagnose(claims: Optional[dict], protocols: Iterable[str], cloud: Cloud,
+             tenant_id: Optional[str] = None, now: Optional[float] = None) -> list:
+    """List, in plain sentences, why this token cannot work for ``protocols``. Empty means no known problem."""
+    if not claims:
+        return []
+    now = time.time() if now is None else now
+    problems = []
+    exp = claims.get("exp")
+    if isinstance(exp, (int, float)) and exp <= now:
+        problems.append("token expired at %s" % iso_time(exp))
+    aud = claims.get("aud")
+    if aud not in accepted_audiences(cloud):
+        problems.append("audience %r is not Exchange Online (%s); request the Outlook scopes, "
+                        "not Microsoft Graph's" % (aud, cloud.app_resource))
+    tid = claims.get("tid")
+    if tenant_id and _GUID.match(tenant_id) and tid and tid.lower() != tenant_id.lower():
+        problems.append("token was issued by tenant %s, not %s" % (tid, tenant_id))
+    if is_app_token(claims):
+        roles = claims.get("roles") or []
+        for protocol in protocols:
+            if app_role(protocol) not in roles:
+                problems.append("app-only token lacks the %s role needed for %s"
+                                % (app_role(protocol), protocol.upper()))
+    else:
+        granted = str(claims.get("scp") or "").split()
+        for protocol in protocols:
+            if delegated_permission(protocol) not in granted:
+                problems.append("delegated token lacks the %s scope needed for %s"
+                                % (delegated_permission(protocol), protocol.upper()))
+    return problems
