@@ -39,13 +39,12 @@ def encode_xoauth2(user: str, access_token: str) -> str:
 def decode_xoauth2(b64: str) -> tuple[str, str]:
     """Parse a base64 SASL XOAUTH2 string back into ``(user, access_token)``.
 
-    Whitespace (the line breaks of a folded transcript) is ignored. Raises ValueError for
-    anything that is not a well-formed XOAUTH2 string.
+    Raises ValueError for anything that is not a well-formed XOAUTH2 string (a transcript folded
+    over several lines must be joined first: CR and LF are rejected like in the encoder).
     """
-    _check("xoauth2 string", b64.strip() if isinstance(b64, str) else b64)
-    compact = "".join(b64.split())
+    _check("xoauth2 string", b64)
     try:
-        raw = base64.b64decode(compact, validate=True).decode("utf-8")
+        raw = base64.b64decode(b64, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         raise ValueError("xoauth2 string is not valid base64 of UTF-8 text") from None
     if not raw.endswith(_SEP * 2):
