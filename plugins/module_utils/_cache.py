@@ -54,7 +54,11 @@ class PersistentCache:
         self._lock = None
 
     def __enter__(self):
-        import msal  # lazy: modules given an access_token never import msal
+        try:
+            import msal  # lazy: modules given an access_token never import msal
+        except ImportError:
+            raise O365Error("config", "flow: the msal Python library is not installed on this host; "
+                            "run 'pip install msal' (or give access_token)") from None
 
         directory = os.path.dirname(self.path)
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -73,7 +77,7 @@ class PersistentCache:
 
     def _load(self) -> None:
         try:
-            with open(self.path, "r", encoding="utf-8") as handle:
+            with open(self.path, encoding="utf-8") as handle:
                 text = handle.read()
         except FileNotFoundError:
             return

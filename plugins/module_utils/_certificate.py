@@ -45,4 +45,4 @@ def load_client_certificate(path: str, password: Optional[str]) -> dict:
     der = cert.public_bytes(serialization.Encoding.DER)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode("ascii")
-    return {"private_key": key_pem, "thumbprint": hashlib.sha1(der).hexdigest()}  # nosec: x5t is SHA-1 by spec
+    return {"private_key": key_pem, "thumbprint": hashlib.sha1(der, usedforsecurity=False).hexdigest()}  # x5t is SHA-1 by spec

@@ -17,7 +17,11 @@ import time
 from typing import Iterable, Optional
 
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import (
-    Cloud, accepted_audiences, app_role, delegated_permission)
+    Cloud,
+    accepted_audiences,
+    app_role,
+    delegated_permission,
+)
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _SUMMARY_CLAIMS = ("aud", "iss", "tid", "appid", "azp", "idtyp", "scp", "roles", "upn", "unique_name",

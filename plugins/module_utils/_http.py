@@ -13,7 +13,10 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-import requests
+try:
+    import requests
+except ImportError:  # reported by the cache, which imports msal (that needs requests) first
+    requests = None
 
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error
 from ansible_collections.mailops.o365.plugins.module_utils._options import AuthSettings

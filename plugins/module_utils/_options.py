@@ -76,7 +76,7 @@ class AuthSettings(NamedTuple):
     scopes: Optional[list]
 
     @classmethod
-    def from_params(cls, params: dict) -> "AuthSettings":
+    def from_params(cls, params: dict) -> AuthSettings:
         values = {name: params.get(name) for name in cls._fields}
         values["cloud"] = values["cloud"] or "public"
         values["flow"] = values["flow"] or "auto"

@@ -204,8 +204,8 @@ def _from_cached_account(ctx: _FlowContext, **_ignored) -> TokenResult:
     app = ctx.app(confidential=ctx.credential is not None)
     silent = _silent(app, ctx)
     if silent is None:
-        raise O365Error("token", "no cached refresh token for %s in %s" % (ctx.username or "any account",
-                                                                            ctx.s.token_cache_path),
+        who = ctx.username or "any account"
+        raise O365Error("token", "no cached refresh token for %s in %s" % (who, ctx.s.token_cache_path),
                         hint="Bootstrap one with the device_code flow (playbooks/bootstrap_token.yml) "
                              "or give refresh_token.")
     return silent

@@ -216,8 +216,7 @@ error:
       type: str
 """
 
-from ansible_collections.mailops.o365.plugins.module_utils._claims import (
-    decode_claims, diagnose, iso_time, summarize)
+from ansible_collections.mailops.o365.plugins.module_utils._claims import decode_claims, diagnose, iso_time, summarize
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import PROTOCOLS, get_cloud
 from ansible_collections.mailops.o365.plugins.module_utils._module import O365Module
 

@@ -2,7 +2,12 @@
 import pytest
 
 from ansible_collections.mailops.o365.plugins.module_utils._errors import (
-    CATEGORIES, RULES, O365Error, classify_reply, entra_error)
+    CATEGORIES,
+    RULES,
+    O365Error,
+    classify_reply,
+    entra_error,
+)
 
 
 @pytest.mark.parametrize("code,needle", [
