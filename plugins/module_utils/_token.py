@@ -129,7 +129,7 @@ def _from_cache(cache, s: AuthSettings, scopes: list, flow: str, username: Optio
 def _find_account(cache, s: AuthSettings, username: Optional[str]) -> Optional[dict]:
     from msal import TokenCache
 
-    accounts = [a for a in cache.search(TokenCache.CredentialType.ACCOUNT, query={"environment": _environment(s)})]
+    accounts = list(cache.search(TokenCache.CredentialType.ACCOUNT, query={"environment": _environment(s)}))
     if username:
         accounts = [a for a in accounts if str(a.get("username", "")).lower() == username.lower()]
     # Without a username only an unambiguous cache can be used.

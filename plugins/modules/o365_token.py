@@ -19,14 +19,16 @@ description:
     RV(problems) that would make IMAP, POP or SMTP refuse it.
   - Register the result with C(no_log=true), since the access token is in it.
 author:
-  - mailops.o365 maintainers
+  - mailops.o365 maintainers (@mailops)
 extends_documentation_fragment:
   - mailops.o365.auth
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Getting a token changes nothing in the tenant; the task runs the same in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   protocols:
