@@ -175,7 +175,8 @@ class FakeMailServer:
                 self.errors.append(f"expected {step[1]!r}, got {line!r}")
                 conn.close()
                 return None, reader
-            self._tag = line.split(" ", 1)[0]
+            if " " in line:  # a command line: remember its tag (SASL lines have no space)
+                self._tag = line.split(" ", 1)[0]
         elif kind == "TLS":
             conn = _server_context().wrap_socket(conn, server_side=True)
             reader = _Reader(conn)
