@@ -120,7 +120,7 @@ def parse_status(text: str) -> dict[str, int]:
     if len(items) % 2:
         raise ValueError("STATUS attribute list is not name/value pairs")
     out = {}
-    for name, value in zip(items[::2], items[1::2], strict=True):
+    for name, value in zip(items[::2], items[1::2]):
         if not _NUMBER.fullmatch(value):
             raise ValueError(f"STATUS {clip(name, 40)} is not a number")
         out[name.upper()] = int(value)
@@ -435,22 +435,28 @@ def _with_detail(err: O365Error, detail: dict[str, str]) -> O365Error:
                      server_reply=err.server_reply, code=err.code)
 
 
-def _check_folder(folder: str) -> str:
+def validate_folder(folder: str, field: str = "folder") -> str:
+    """Raise O365Error("config") naming ``field`` unless ``folder`` can be sent; return it."""
     if not isinstance(folder, str) or not folder or any(c in folder for c in "\r\n\x00"):
-        raise config_error("folder", "must be a non-empty mailbox name without CR, LF or NUL")
-    return quote(encode_mailbox(folder))
+        raise config_error(field, "must be a non-empty mailbox name without CR, LF or NUL")
+    return folder
 
 
-def _check_search(search: str) -> str:
+def validate_search(search: str, field: str = "search") -> str:
+    """Raw SEARCH criteria go on the command line, so nothing may break out of it."""
     if not isinstance(search, str) or not search.strip():
-        raise config_error("search", "must be non-empty IMAP SEARCH criteria")
+        raise config_error(field, "must be non-empty IMAP SEARCH criteria")
     if any(c in search for c in "\r\n\x00"):
-        raise config_error("search", "must not contain CR, LF or NUL")
+        raise config_error(field, "must not contain CR, LF or NUL")
     if not search.isascii():
-        raise config_error("search", "must be ASCII (non-ASCII criteria need literals, not supported)")
+        raise config_error(field, "must be ASCII (non-ASCII criteria would need literals, not supported)")
     if re.search(r"\{[0-9]+\+?\}\s*$", search):
-        raise config_error("search", "must not end with a literal announcement {n}")
+        raise config_error(field, "must not end with a literal announcement {n}")
     return search.strip()
+
+
+def _mailbox_arg(folder: str) -> str:
+    return quote(encode_mailbox(validate_folder(folder)))
 
 
 def _check_uids(uids: list[int]) -> list[int]:
@@ -517,8 +523,8 @@ def check_imap(host: str, port: int, security: str, user: str, sasl: str, contex
     messages; the identity that logs in is the one inside ``sasl``.
     """
     check_common(host, port, security, sasl, context, timeout)
-    mailbox = _check_folder(folder)
-    criteria = _check_search(search) if search is not None else None
+    mailbox = _mailbox_arg(folder)
+    criteria = validate_search(search) if search is not None else None
 
     def body(session: _Session, result: dict) -> None:
         untagged = session.mailbox_command(f"STATUS {mailbox} (MESSAGES UNSEEN UIDVALIDITY)")
@@ -546,7 +552,7 @@ def imap_fetch_headers(host: str, port: int, security: str, user: str, sasl: str
                        timeout: float, folder: str, uids: list[int]) -> dict:
     """Read-only (EXAMINE, BODY.PEEK) header fetch: result ``headers`` = [{uid, subject, from, ...}]."""
     check_common(host, port, security, sasl, context, timeout)
-    mailbox, wanted = _check_folder(folder), _check_uids(uids)
+    mailbox, wanted = _mailbox_arg(folder), _check_uids(uids)
 
     def body(session: _Session, result: dict) -> None:
         _mailbox_info(session.mailbox_command(f"EXAMINE {mailbox}"), result)
@@ -579,7 +585,7 @@ def imap_delete_uids(host: str, port: int, security: str, user: str, sasl: str, 
     Result adds ``expunged`` (EXPUNGE responses seen) and ``uidvalidity``.
     """
     check_common(host, port, security, sasl, context, timeout)
-    mailbox, wanted = _check_folder(folder), _check_uids(uids)
+    mailbox, wanted = _mailbox_arg(folder), _check_uids(uids)
 
     def body(session: _Session, result: dict) -> None:
         _mailbox_info(session.mailbox_command(f"SELECT {mailbox}"), result)

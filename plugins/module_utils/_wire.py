@@ -15,7 +15,7 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any
 
 from ansible_collections.mailops.o365.plugins.module_utils._errors import (
     O365Error,
@@ -54,7 +54,7 @@ class Wire:
     def __repr__(self) -> str:
         return f"Wire({self.protocol} {self.where} phase={self.phase} tls={self.secure})"
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Wire:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

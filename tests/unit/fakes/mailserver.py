@@ -26,7 +26,7 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 _CERT_DIR: str | None = None
 _LOCK = threading.Lock()
@@ -128,7 +128,7 @@ class FakeMailServer:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._tag = ""
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> FakeMailServer:
         self._thread.start()
         return self
 

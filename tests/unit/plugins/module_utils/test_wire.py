@@ -3,6 +3,7 @@
 import time
 
 import pytest
+
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error
 from ansible_collections.mailops.o365.plugins.module_utils._wire import (
     Wire,
