@@ -317,8 +317,13 @@ class _Session:
                 self._capability()
 
     def _greeting(self) -> None:
-        line, _ = self.read()
-        self.greeting = clip(f"* {line.keyword} {line.text}".rstrip(), 500)
+        text, _ = self._read_raw(MAX_LINE)
+        self.greeting = clip(text, 500)  # kept even when it is a BYE
+        try:
+            line = parse_imap_response_line(text)
+        except ValueError:
+            raise self.protocol(f"sent a malformed greeting: {clip(text)!r}") from None
+        self._note(line)
         if line.tag != "*" or line.keyword not in ("OK", "PREAUTH"):
             raise self.protocol(f"did not greet with * OK: {self.greeting!r}")
         if line.keyword == "PREAUTH":

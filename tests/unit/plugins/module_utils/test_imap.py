@@ -4,6 +4,7 @@ import base64
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -253,6 +254,22 @@ def test_greeting_bye_is_classified():
     assert not result["ok"]
     assert result["error"]["category"] == "connection"
     assert "Too many connections" in result["error"]["message"]
+    assert result["server_greeting"] == "* BYE Too many connections, try later"
+
+
+def test_concurrent_probes_share_no_state():
+    servers = [FakeMailServer(HELLO + AUTH_OK + MAILBOX + LOGOUT, implicit_tls=True) for _ in range(12)]
+    for srv in servers:
+        srv.__enter__()
+    try:
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            results = list(pool.map(lambda srv: check_imap(
+                "127.0.0.1", srv.port, "tls", USER, SASL, client_context(), 5.0), servers))
+    finally:
+        for srv in servers:
+            srv.close()
+    assert all(r["ok"] and r["messages"] == 3 for r in results)
+    assert all(srv.errors == [] for srv in servers)
 
 
 def test_server_closes_mid_auth():
