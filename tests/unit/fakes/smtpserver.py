@@ -81,7 +81,7 @@ class FakeSmtpServer:
         self._threads: list[threading.Thread] = []
         self._conns: list[Any] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
+        self._listener.settimeout(0.05)
         self.host, self.port = self._listener.getsockname()[:2]
         self._accept_thread = threading.Thread(target=self._accept, daemon=True)
         self._accept_thread.start()
