@@ -19,7 +19,7 @@ import os
 import re
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Optional
 
 from ansible_collections.mailops.o365.plugins.module_utils._errors import config_error
 
@@ -170,16 +170,28 @@ def _check_headers(spec: dict, prefix: str) -> dict:
         if not _HEADER_NAME.match(name):
             raise config_error(field, "is not a valid header name (printable ASCII, no ':' or spaces)")
         lower = name.lower()
-        if lower in STRUCTURAL_HEADERS or lower.startswith("content-"):
+        if lower in STRUCTURAL_HEADERS or lower.startswith(("content-", "resent-")):
             raise config_error(field, "cannot be set through headers: it is built from the module's "
                                "options (sender, to, cc, bcc, reply_to, subject, body, attach)")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         _check_text(field, value)
-        if POLICY.header_factory(name, value).defects:
-            raise config_error(field, f"{value!r} is not a valid value for this header")
-        out[name] = value
+        if lower == "sender":
+            value = str(parse_address(field, value))
+        out[name] = _check_header_value(field, name, value)
     return out
+
+
+def _check_header_value(field: str, name: str, value: str) -> str:
+    """Let the email package parse and fold it now, so a bad value fails as a config error."""
+    try:
+        header = POLICY.header_factory(name, value)
+        POLICY.fold(name, value)
+    except Exception:  # the header parser raises assorted errors on garbage
+        raise config_error(field, f"{value!r} is not a valid value for this header") from None
+    if header.defects:
+        raise config_error(field, f"{value!r} is not a valid value for this header")
+    return value
 
 
 def _check_inline(spec: dict, prefix: str, body: str, subtype: str) -> list[tuple[str, str]]:
@@ -286,7 +298,7 @@ def _dedupe(addresses: list[Address]) -> list[str]:
     return out
 
 
-def build_message(spec: dict, message_id_domain: str | None = None,
+def build_message(spec: dict, message_id_domain: Optional[str] = None,
                   field_prefix: str = "") -> tuple[EmailMessage, list[str]]:
     """Validate ``spec`` and return ``(message, envelope recipients)`` (to + cc + bcc, deduplicated)."""
     checked = _validate(spec, field_prefix)
@@ -324,7 +336,7 @@ def message_size(msg: EmailMessage) -> int:
     return len(message_bytes(msg))
 
 
-def check_size(msg: EmailMessage, max_size: int | None, field_prefix: str = "") -> int:
+def check_size(msg: EmailMessage, max_size: Optional[int], field_prefix: str = "") -> int:
     """Return the message size; raise a config error if it exceeds the server's SIZE limit."""
     size = message_size(msg)
     if max_size and size > max_size:
@@ -340,7 +352,7 @@ def _header_list(msg: EmailMessage, name: str) -> list[str]:
     return [str(addr) for addr in getattr(header, "addresses", ())] or [str(header)]
 
 
-def summarize(msg: EmailMessage, recipients: list[str] | None = None) -> dict:
+def summarize(msg: EmailMessage, recipients: Optional[list[str]] = None) -> dict:
     """What would have been sent (check mode); bcc addresses are only counted."""
     to, cc = _header_list(msg, "To"), _header_list(msg, "Cc")
     visible = {a.addr_spec.lower() for name in ("To", "Cc") if msg.get(name) is not None

@@ -309,6 +309,8 @@ class SmtpSession:
         self.esmtp_features: dict = {}
         self.max_size: Optional[int] = None
         self.authenticated = False
+        self.tls_version: Optional[str] = None
+        self.tls_cipher: Optional[str] = None
         self._client: Optional[_Client] = None
         self._started: Optional[float] = None
 
@@ -410,6 +412,9 @@ class SmtpSession:
         except BaseException:
             self._close()
             raise
+        sock = client.sock
+        if isinstance(sock, ssl.SSLSocket):    # kept for info() after the connection is gone
+            self.tls_version, self.tls_cipher = sock.version(), (sock.cipher() or (None,))[0]
         return self
 
     def _greet(self, client: _Client) -> None:
@@ -671,20 +676,18 @@ class SmtpSession:
 
     def info(self) -> dict:
         """What the server told us, for results and check mode."""
-        client = self._client
-        sock = client.sock if client is not None else None
         auth = self.esmtp_features.get("auth")
         return {"host": self.host, "port": self.port, "security": self.security,
                 "server_greeting": self.server_greeting, "esmtp_features": dict(self.esmtp_features),
                 "auth_mechanisms": auth.upper().split() if auth else [], "max_size": self.max_size,
-                "tls_version": sock.version() if isinstance(sock, ssl.SSLSocket) else None,
-                "tls_cipher": sock.cipher()[0] if isinstance(sock, ssl.SSLSocket) and sock.cipher() else None,
+                "tls_version": self.tls_version, "tls_cipher": self.tls_cipher,
                 "authenticated": self.authenticated, "timings": dict(self.timings)}
 
     def _close(self) -> None:
-        if self._client is not None:
+        client, self._client = self._client, None    # a later open() starts afresh
+        if client is not None:
             with contextlib.suppress(Exception):
-                self._client.close()
+                client.close()
         if self._started is not None:
             self.timings["total"] = _ms(self._started)
 
