@@ -567,3 +567,26 @@ def test_parse_reply_roundtrip(code, texts):
 def test_parse_reply_line_types():
     with pytest.raises(ReplyError):
         parse_reply_line("250 ok")   # str, not bytes
+
+
+@pytest.mark.parametrize("reply,category", [
+    ("501 5.5.127 Invalid XOAUTH2 auth data", "auth"),
+    ("535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy.",
+     "auth"),
+    ("535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6", "auth"),      # Postfix wording
+    ("454 4.7.0 Temporary authentication failure", "throttled"),
+])
+def test_other_auth_replies(servers, reply, category):
+    server = servers({"AUTHDATA": reply})
+    with session(server) as smtp, pytest.raises(O365Error) as caught:
+        smtp.authenticate(SASL)
+    assert caught.value.category == category and caught.value.server_reply == reply
+
+
+def test_plaintext_injected_after_starttls_is_discarded(servers):
+    # CVE-2011-0411 style: a reply smuggled in the same packet as "220" must not be read after TLS.
+    server = servers({"STARTTLS": "220 2.0.0 go ahead\n250 2.0.0 injected"})
+    with session(server) as smtp:
+        assert smtp.tls_active and "auth" in smtp.esmtp_features
+        smtp.authenticate(SASL)
+    assert server.count("AUTH") == 1 and all(tls for tls, line in server.log if line.upper().startswith("AUTH"))
