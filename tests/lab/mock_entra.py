@@ -309,9 +309,12 @@ class Handler(BaseHTTPRequestHandler):
         self._send(e.status, e.body(), e.headers)
 
     def _read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
-        return raw
+        # the body is always consumed up front (do_POST) so early errors never
+        # leave bytes behind on a keep-alive connection
+        if getattr(self, "_body", None) is None:
+            n = int(self.headers.get("Content-Length") or 0)
+            self._body = self.rfile.read(n) if n else b""
+        return self._body
 
     def _form(self):
         raw = self._read_body().decode("utf-8", "replace")
@@ -355,6 +358,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500, {"error": "server_error", "error_description": repr(e)})
 
     def do_POST(self):
+        self._body = None
+        self._read_body()
         try:
             self._route("POST")
         except AADError as e:
@@ -520,7 +525,8 @@ class Handler(BaseHTTPRequestHandler):
             raise AADError(401, "invalid_client", 700027,
                            f"Client assertion failed signature validation. ({e.__class__.__name__})")
         thumbs = {app.get("cert_x5t"), app.get("cert_x5t_s256")}
-        if hdr.get("x5t") not in thumbs and hdr.get("x5t#S256") not in thumbs:
+        presented = {str(hdr.get(k, "")).rstrip("=") for k in ("x5t", "x5t#S256")}
+        if not thumbs & presented:
             raise AADError(401, "invalid_client", 700027,
                            "Client assertion contains an invalid signature. Key was not found.")
         if claims.get("iss") != app["client_id"] or claims.get("sub") != app["client_id"]:
