@@ -580,6 +580,7 @@ class SmtpSession:
                 if transient is None:
                     return self._payload(client, data, accepted, result)
             if transient is not None and not can_retry:
+                self._rset(client, quiet=True)    # leave the session usable for the next message
                 raise SendError(self._reply_error(transient), result)
             self._rset(client)
             self.sleep(delay)
