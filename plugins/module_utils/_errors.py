@@ -121,13 +121,22 @@ RULES = (
          "or it lacks access to it (also seen after many rapid reconnects).",
          "Make the mailbox match the token's user, or grant the service principal FullAccess on it "
          "(Add-MailboxPermission); slow down reconnects."),
-    Rule("imap", r"\bAUTHENTICATE failed", "NO AUTHENTICATE failed.", "auth",
+    Rule("imap", r"\bAUTHENTICATE failed|\[AUTHENTICATIONFAILED\]", "NO AUTHENTICATE failed.", "auth",
          "The token was refused: wrong scope or audience, app-only token without a service principal "
          "or mailbox permission, or IMAP disabled for the mailbox.",
          "Delegated: scope https://outlook.office.com/IMAP.AccessAsUser.All. App-only: scope "
          "https://outlook.office365.com/.default and role IMAP.AccessAsApp. " + HINT_APP_ONLY
          + " Check Set-CASMailbox -ImapEnabled $true."),
+    Rule("imap", r"\[LIMIT\]|too many (simultaneous )?connections", "* BYE Too many simultaneous connections.",
+         "throttled", "Too many connections to this mailbox.",
+         "Lower max_workers or spread checks out; Exchange limits concurrent IMAP connections per mailbox."),
+    Rule("imap", r"\[UNAVAILABLE\]", "NO [UNAVAILABLE] Mailbox is temporarily unavailable", "throttled",
+         "The server or mailbox is temporarily unavailable.", "Retry later; if it persists, check the service health."),
     # POP3
+    Rule("pop", r"\[SYS/TEMP\]|\[IN-USE\]|\[LOGIN-DELAY\]|server unavailable",
+         "-ERR Server Unavailable. 21", "throttled",
+         "The server is busy or the mailbox is in use (RFC 2449/3206 response codes).",
+         "Retry later; avoid overlapping POP sessions on one mailbox."),
     Rule("pop", r"unknown user name or bad password|authentication fail",
          "-ERR Authentication failure: unknown user name or bad password.", "auth",
          "The token was refused: wrong scope or audience (POP.AccessAsUser.All / POP.AccessAsApp "

@@ -499,9 +499,13 @@ def _run(host: str, port: int, security: str, sasl: str, context: ssl.SSLContext
     result = new_result()
     wire = Wire(host, port, timeout, context, "IMAP")
     session = _Session(wire)
+    advertised: list = []
     with wire:
         try:
             session.open(security)
+            # What the server offers before login (AUTH=, SASL-IR) is what diagnoses auth problems;
+            # the list it sends after login drops the AUTH= entries.
+            advertised = list(session.capabilities)
             with wire.timed("auth"):
                 session.authenticate(sasl)
             result["authenticated"] = True
@@ -510,7 +514,7 @@ def _run(host: str, port: int, security: str, sasl: str, context: ssl.SSLContext
             result["ok"] = True
         except O365Error as err:
             result["error"] = err.as_dict()
-        result["capabilities"] = list(session.capabilities)
+        result["capabilities"] = advertised or list(session.capabilities)
         result["server_greeting"] = session.greeting
         if result["ok"] or result["error"]["category"] in _POLITE_AFTER:
             session.logout()

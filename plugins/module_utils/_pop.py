@@ -170,10 +170,13 @@ class _Session:
         self.wire.send_line(sasl)
         line = self.read()
         detail: dict[str, str] = {}
-        if line.startswith("+") and not line.upper().startswith("+OK"):
-            # RFC 7628 style error challenge: cancel the exchange (RFC 5034) to get the -ERR.
-            detail = _safe_detail(line[2:])
-            self.wire.send_line("*")
+        for answer in ("", "*"):
+            if not line.startswith("+") or line.upper().startswith("+OK"):
+                break
+            # XOAUTH2 error challenge: an empty response gets the server's own -ERR (as with IMAP
+            # and SMTP); if it challenges again, cancel the exchange (RFC 5034).
+            detail = detail or _safe_detail(line[2:])
+            self.wire.send_line(answer)
             line = self.read()
         ok, _, _ = self._parsed(line)
         if not ok:

@@ -49,7 +49,7 @@ def test_smtp_disabled_is_its_own_category():
 
 
 def test_unknown_reply_is_protocol_with_text_kept():
-    err = classify_reply("imap", "A01 NO [UNAVAILABLE] something odd")
+    err = classify_reply("imap", "A01 NO [CLIENTBUG] something odd")
     assert err.category == "protocol" and "something odd" in err.message
 
 
