@@ -331,7 +331,7 @@ ssl_cert = <{pki}/server-chain.pem
 ssl_key = <{pki}/server.key
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = xoauth2 oauthbearer
+auth_mechanisms = xoauth2
 auth_failure_delay = 0
 auth_cache_size = 0
 auth_verbose = yes
@@ -422,7 +422,7 @@ service anvil {{
 # 2. delegated tokens: signature, aud=https://outlook.office.com, iss, exp, upn == user
 passdb {{
   driver = oauth2
-  mechanisms = xoauth2 oauthbearer
+  mechanisms = xoauth2
   args = {d}/oauth2-delegated.conf.ext
   result_success = continue-ok
   result_failure = continue
@@ -431,7 +431,7 @@ passdb {{
 # 3. app-only tokens: signature, aud=https://outlook.office365.com, iss, exp, idtyp=app
 passdb {{
   driver = oauth2
-  mechanisms = xoauth2 oauthbearer
+  mechanisms = xoauth2
   args = {d}/oauth2-app.conf.ext
   skip = authenticated
   result_success = continue-ok
