@@ -77,7 +77,8 @@ class AuthSettings(NamedTuple):
 
     @classmethod
     def from_params(cls, params: dict) -> AuthSettings:
-        values = {name: params.get(name) for name in cls._fields}
+        # An empty value (e.g. an AWX credential field left blank) means "not set".
+        values = {name: None if params.get(name) == "" else params.get(name) for name in cls._fields}
         values["cloud"] = values["cloud"] or "public"
         values["flow"] = values["flow"] or "auto"
         values["validate_certs"] = True if values["validate_certs"] is None else bool(values["validate_certs"])

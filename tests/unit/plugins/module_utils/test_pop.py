@@ -93,10 +93,21 @@ def test_seed_failure_keeps_the_server_text():
     assert result["messages"] is None
 
 
-def test_xoauth2_error_challenge_is_cancelled_with_star():
+def test_xoauth2_error_challenge_gets_an_empty_answer_then_the_servers_err():
     challenge = base64.b64encode(b'{"status":"401","schemes":"Bearer","scope":"x"}').decode()
     steps = HELLO + [("C", "AUTH XOAUTH2"), ("S", "+"), ("C", SASL_RE), ("S", f"+ {challenge}"),
-                     ("C", r"\*"), ("S", "-ERR [AUTH] Authentication failed")] + QUIT
+                     ("C", ""), ("S", "-ERR [AUTH] Authentication failed")] + QUIT
+    result, srv = run(steps)
+    assert srv.errors == []
+    assert result["error"]["category"] == "auth"
+    assert "status=401" in result["error"]["message"]
+
+
+def test_repeated_error_challenge_is_cancelled_with_star():
+    challenge = base64.b64encode(b'{"status":"401","schemes":"Bearer","scope":"x"}').decode()
+    steps = HELLO + [("C", "AUTH XOAUTH2"), ("S", "+"), ("C", SASL_RE), ("S", f"+ {challenge}"),
+                     ("C", ""), ("S", f"+ {challenge}"), ("C", r"\*"),
+                     ("S", "-ERR [AUTH] Authentication failed")] + QUIT
     result, srv = run(steps)
     assert srv.errors == []
     assert result["error"]["category"] == "auth"
