@@ -178,7 +178,7 @@ def _sentences(error, prefix: str) -> List[Tuple[int, dict]]:
         return [(0, _problem(path, "%s is required%s" % (show(name), " when %s" % when if when else "")))
                 for name in missing]
     if kind in ("pattern", "anyOf", "oneOf", "format") and custom:
-        return [(0, _problem(path, "%s %s" % (shown, custom)))]
+        return [(0, _problem(path, custom if secret else "%s %s" % (shown, custom)))]
     if kind == "not" and custom:
         return [(_RANK["not"], _problem(path, "%s %s" % (shown, custom)))]
     if kind in ("enum", "const"):
