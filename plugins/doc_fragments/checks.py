@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Options shared by the mailbox check modules (IMAP, POP3).
+    # Options shared by the mailbox check modules (IMAP, POP3, SMTP AUTH).
     DOCUMENTATION = r"""
 options:
   mailbox:
@@ -29,15 +29,15 @@ options:
     type: str
   port:
     description:
-      - Port. Defaults by O(security) - 993/143 for IMAP, 995/110 for POP3.
+      - Port. Defaults by protocol and O(security) - IMAP 993/143, POP3 995/110, SMTP 465/587.
     type: int
   security:
     description:
       - V(tls) is implicit TLS; V(starttls) upgrades a plain connection before authenticating (never falls back).
+      - Defaults to V(tls) for IMAP and POP3 and V(starttls) for SMTP, as Exchange Online serves them.
       - TLS 1.2 is the minimum; certificates are verified against O(ca_path) or the system store.
     type: str
     choices: [tls, starttls]
-    default: tls
   max_workers:
     description:
       - Fleet concurrency (1-256). At most 3 connections are ever open to one mailbox.

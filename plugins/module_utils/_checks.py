@@ -26,7 +26,7 @@ CHECK_ARGUMENT_SPEC = dict(
     mailboxes=dict(type="list", elements="raw"),
     host=dict(type="str"),
     port=dict(type="int"),
-    security=dict(type="str", default="tls", choices=["tls", "starttls"]),
+    security=dict(type="str", choices=["tls", "starttls"]),
     max_workers=dict(type="int", default=16),
     fail_on_error=dict(type="bool", default=True),
 )
@@ -36,6 +36,8 @@ CHECK_REQUIRED_ONE_OF = [("mailbox", "mailboxes")]
 # Per-mailbox overrides a fleet entry may carry, beside its address.
 TARGET_KEYS = ("address", "host", "port", "security", "folder", "search", "username")
 MAX_FLEET = 100000
+# Exchange Online's ways in: implicit TLS for IMAP and POP, STARTTLS submission for SMTP.
+DEFAULT_SECURITY = {"imap": "tls", "pop": "tls", "smtp": "starttls"}
 
 _ADDRESS = re.compile(r"^[^@\s\x00-\x1f\x7f<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                       r"[A-Za-z0-9-]{2,63}$")
@@ -55,7 +57,7 @@ def build_targets(params: dict, protocol: str, extra_keys: tuple = (),
     """
     cloud = get_cloud(params.get("cloud") or "public")
     defaults = {"host": params.get("host") or cloud.host_for(protocol), "port": params.get("port"),
-                "security": params.get("security") or "tls", "username": params.get("username")}
+                "security": params.get("security") or DEFAULT_SECURITY[protocol], "username": params.get("username")}
     for k in extra_keys:
         defaults[k] = params.get(k)
     if params.get("mailbox") is not None:

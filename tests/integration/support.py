@@ -85,3 +85,31 @@ def run_playbook(playbook: str, extra_vars: dict | None = None, env: dict | None
     full_env["ANSIBLE_CONFIG"] = os.path.join(ROOT, "ansible.cfg")
     full_env["PATH"] = os.path.join(ROOT, ".venv", "bin") + os.pathsep + full_env.get("PATH", "")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT, check=False)
+
+
+def fetch_messages(mailbox: str, header: str, value: str, wait: float = 15.0) -> list:
+    """Messages in ``mailbox``'s INBOX whose ``header`` contains ``value``, read over IMAP with an
+    app token (imaplib is fine for test tooling); polls until at least one arrives or ``wait`` passes."""
+    import email
+    import imaplib
+    import ssl
+    import time
+
+    env = lab_env()
+    token = mint("app", mailbox)
+    raw = "user=%s\x01auth=Bearer %s\x01\x01" % (mailbox, token)
+    context = ssl.create_default_context(cafile=env["O365_CA_PATH"])
+    deadline = time.monotonic() + wait
+    while True:
+        with imaplib.IMAP4_SSL(env["LAB_HOST"], int(env["LAB_IMAP_PORT"]), ssl_context=context, timeout=10) as imap:
+            imap.authenticate("XOAUTH2", lambda _: raw.encode())
+            imap.select("INBOX", readonly=True)
+            _, data = imap.uid("SEARCH", None, "HEADER", header, '"%s"' % value)
+            uids = data[0].split()
+            found = []
+            for uid in uids:
+                _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+                found.append(email.message_from_bytes(parts[0][1], policy=email.policy.default))
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.3)
