@@ -341,16 +341,10 @@ def test_empty_certificate_sets_no_path(ctype, private_dir):
 
 @pytest.mark.parametrize("inputs", [SECRET_ONLY, REFRESH], ids=["secret", "refresh"])
 def test_fields_left_empty_do_not_override_defaults(ctype, private_dir, monkeypatch, inputs):
-    """AWX injects "" for every optional field left empty; the modules must read "" as unset.
-
-    Today ``_options.py`` passes O365_AUTHORITY_HOST="" and O365_CA_PATH="" on to validation
-    (an empty env value is not treated as unset), so this fails until that changes.
-    """
+    """AWX injects "" for every optional field left empty; the modules must read "" as unset."""
     env = inject(ctype, inputs, private_dir)
-    try:
-        settings = module_settings(env, monkeypatch)
-    except AssertionError as exc:
-        pytest.xfail("needs _options.py to treat empty O365_* env values as unset: %s" % exc)
+    assert env["O365_AUTHORITY_HOST"] == "" and env["O365_CA_PATH"] == ""
+    settings = module_settings(env, monkeypatch)
     assert settings.cloud == "public"
     assert settings.authority_host in (None, "")
     assert settings.ca_path in (None, "")
