@@ -2,7 +2,7 @@
 """Control the local Microsoft 365 lab (mock Entra ID + Dovecot + Postfix).
 
 Usage (from the repo root):
-    .venv/bin/python tests/lab/labctl.py up|down|status|restart|clean
+    .venv/bin/python tests/lab/labctl.py up|down|status|restart|clean|ps
     .venv/bin/python tests/lab/labctl.py stop-SERVICE|start-SERVICE   (idp, dovecot, postfix)
 
 Everything lives under .lab/ (LAB_STATE_DIR overrides) and binds 127.0.0.1 only.
@@ -651,7 +651,9 @@ def _descendants(pid):
     return out
 
 
-def _kill_tree(pid, timeout=5.0):
+def _kill_tree(pid, grace=1.0, timeout=5.0):
+    """SIGTERM pid; after `grace` SIGKILL leftover descendants (a Dovecot login
+    process in high-performance mode can ignore the master's shutdown), then pid."""
     if pid is None or not _pid_alive(pid):
         return
     tree = [pid] + _descendants(pid)
@@ -659,15 +661,54 @@ def _kill_tree(pid, timeout=5.0):
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_pid_alive(x) for x in tree):
-        time.sleep(0.05)
+
+    def wait(pids, secs):
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline and any(_pid_alive(x) for x in pids):
+            time.sleep(0.02)
+
+    wait(tree, grace)
+    for x in reversed(tree[1:] + _descendants(pid)):
+        if _pid_alive(x):
+            try:
+                os.kill(x, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    wait(tree, timeout)
     for x in tree:
         if _pid_alive(x):
             try:
                 os.kill(x, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    wait(tree, 2.0)
+
+
+def lab_processes(lab: Path) -> list:
+    """(pid, cmdline) of every live process belonging to this lab: cmdline naming the
+    state dir or the Dovecot instance, or a Postfix process with MAIL_CONFIG there."""
+    out = []
+    labs = str(lab)
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        mine = labs in cmd and ("mock_entra" in cmd or "dovecot" in cmd or "postfix" in cmd)
+        mine = mine or "dovecot-mailops-lab/" in cmd
+        if not mine:
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes()
+                mine = f"MAIL_CONFIG={labs}/postfix".encode() in env.split(b"\0")
+            except OSError:
+                pass
+        if mine and _pid_alive(pid):
+            out.append((pid, cmd.strip()))
+    return out
 
 
 def idp_pidfile(lab):
@@ -738,11 +779,10 @@ def stop_service(lab, name):
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=20)
     _kill_tree(pid)
-    if name == "idp":
-        try:
-            pidfile.unlink()
-        except OSError:
-            pass
+    try:  # a zombie awaiting reaping by init would look "running" to dovecot/postfix
+        pidfile.unlink()
+    except OSError:
+        pass
 
 
 START = {"idp": start_idp, "dovecot": start_dovecot, "postfix": start_postfix}
@@ -862,6 +902,12 @@ def cmd_down():
     allp = [p[k] for v in SERVICE_PORTS.values() for k in v]
     if not wait_ports(allp, up=False, timeout=10):
         log("warning: some lab ports still answer")
+    left = lab_processes(lab)
+    for pid, _ in left:  # stragglers (e.g. a crashed master's children)
+        _kill_tree(pid, grace=0.5, timeout=2)
+    left = lab_processes(lab)
+    if left:
+        log(f"warning: processes left behind: {left}")
     log("down")
     return 0
 
@@ -921,6 +967,10 @@ def main(argv=None):
     if cmd == "restart":
         cmd_down()
         return cmd_up()
+    if cmd == "ps":
+        for pid, c in lab_processes(state_dir()):
+            print(pid, c)
+        return 0
     if cmd == "clean":
         return cmd_clean()
     if cmd.startswith(("stop-", "start-")):
