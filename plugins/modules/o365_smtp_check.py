@@ -123,8 +123,7 @@ summary:
   type: dict
 """
 
-from ansible_collections.mailops.o365.plugins.module_utils._checks import (
-    CHECK_ARGUMENT_SPEC, CHECK_MUTUALLY_EXCLUSIVE, CHECK_REQUIRED_ONE_OF, run_checks)
+from ansible_collections.mailops.o365.plugins.module_utils._checks import CHECK_ARGUMENT_SPEC, CHECK_MUTUALLY_EXCLUSIVE, CHECK_REQUIRED_ONE_OF, run_checks
 from ansible_collections.mailops.o365.plugins.module_utils._module import O365Module
 from ansible_collections.mailops.o365.plugins.module_utils._send import check_smtp
 
