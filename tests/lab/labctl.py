@@ -271,6 +271,8 @@ def gen_dovecot(lab: Path, ids: dict, p: dict):
             users.append(f"{a}::{pw.pw_uid}:{pw.pw_gid}::{mail}/{dom}/{local}::")
             for svc in m.get("disabled", []):
                 deny[svc].append(f"{svc}/{a}::::::")
+            for delegate in m.get("full_access", []):
+                access.append(f"fullaccess/{delegate.lower()}/{a}")
         for app in t["apps"]:
             if app.get("kind") == "app":
                 access.extend(f"{app['client_id']}/{mb}" for mb in app_mailboxes(t, app))
@@ -285,6 +287,7 @@ def gen_dovecot(lab: Path, ids: dict, p: dict):
         lines = [" ".join(c) for c in scp_sets if scope in c]
         lines += ["\t".join(c) for c in role_sets if role in c]
         lines += [",".join(c) for c in role_sets if role in c]
+        lines = list(dict.fromkeys(lines))
         _write(d / f"grants-{svc}", "".join(f"{x}::::::\n" for x in lines))
     issuers = " ".join(f"https://sts.windows.net/{t['id']}/" for t in ids["tenants"])
     common = (f"introspection_mode = local\n"
@@ -295,6 +298,11 @@ def gen_dovecot(lab: Path, ids: dict, p: dict):
            "username_attribute = upn\n"
            "active_attribute = idtyp\nactive_value = user\n"
            "pass_attrs = lab_grant=%{oauth2:scp} lab_access=delegated\n")
+    _write(d / "oauth2-delegated-fullaccess.conf.ext", common +
+           "client_id = https://outlook.office.com\n"
+           "username_attribute = idtyp\nusername_format = user\n"
+           "active_attribute = idtyp\nactive_value = user\n"
+           "pass_attrs = lab_grant=%{oauth2:scp} lab_access=fullaccess/%{oauth2:upn}/%Lu\n")
     _write(d / "oauth2-app.conf.ext", common +
            "client_id = https://outlook.office365.com\n"
            "username_attribute = idtyp\nusername_format = app\n"
@@ -338,7 +346,6 @@ auth_verbose = yes
 auth_debug = no
 auth_debug_passwords = no
 auth_username_format = %Lu
-login_trusted_networks = 127.0.0.0/8
 mail_max_userip_connections = 100000
 mailbox_list_index = no
 import_environment = TZ LAB_DENY_REASON_SMTP LAB_DENY_REASON_IMAP LAB_DENY_REASON_POP3
@@ -424,6 +431,17 @@ passdb {{
   driver = oauth2
   mechanisms = xoauth2
   args = {d}/oauth2-delegated.conf.ext
+  result_success = continue-ok
+  result_failure = continue
+  result_internalfail = continue
+}}
+# 2b. delegated token of a delegate opening a mailbox it has FullAccess on
+#     (user=support@..., token of adele): checked against `access` in step 6
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {d}/oauth2-delegated-fullaccess.conf.ext
+  skip = authenticated
   result_success = continue-ok
   result_failure = continue
   result_internalfail = continue

@@ -350,3 +350,10 @@ def test_mail_tls_cert_from_lab_ca(lab):
         with socket.create_connection((lab.host, lab.port("imap")), timeout=5) as raw:
             ssl.create_default_context().wrap_socket(raw, server_hostname=lab.host)
     time.sleep(0)
+
+
+def test_shared_mailbox_delegate_fullaccess(lab):
+    shared = lab.env["LAB_SHARED_MAILBOX"]
+    lab.imap_login(shared, lab.mint("delegated", lab.env["LAB_MAILBOX"])).logout()
+    with pytest.raises(Exception, match="AUTHENTICATIONFAILED"):
+        lab.imap_login(shared, lab.mint("delegated", lab.env["LAB_MAILBOX_2"]))
