@@ -22,11 +22,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from jinja2 import StrictUndefined, Undefined, meta
 from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import CLOUDS
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error

@@ -50,7 +50,7 @@ def test_every_rule_is_on_the_page(gen, page):
     assert len(rows) == len(RULES)
     table = [line for line in page.splitlines() if line.startswith("| ")][1:]
     assert len(table) == len(RULES), "one table row per rule"
-    for rule, (where, seen, category, cause, fix) in zip(RULES, rows):
+    for rule, (_where, _seen, category, cause, fix) in zip(RULES, rows):
         if rule.source == "entra":
             assert "`AADSTS%s`" % rule.pattern in page
         else:
