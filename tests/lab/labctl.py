@@ -285,8 +285,8 @@ def gen_dovecot(lab: Path, ids: dict, p: dict):
     role_sets = _perms(ROLES)
     for svc, (scope, role) in SERVICE_GRANT.items():
         lines = [" ".join(c) for c in scp_sets if scope in c]
+        # Dovecot 2.3 flattens a JSON array claim (roles) by joining with TAB
         lines += ["\t".join(c) for c in role_sets if role in c]
-        lines += [",".join(c) for c in role_sets if role in c]
         lines = list(dict.fromkeys(lines))
         _write(d / f"grants-{svc}", "".join(f"{x}::::::\n" for x in lines))
     issuers = " ".join(f"https://sts.windows.net/{t['id']}/" for t in ids["tenants"])
@@ -764,6 +764,12 @@ def start_idp(lab, p):
 def start_dovecot(lab, p):
     if service_running(lab, "dovecot"):
         return
+    # the penalty listener is disabled (mode 0); a stale socket from an older config
+    # would make the auth process retry connecting for 5 s at startup
+    try:
+        (lab / "dovecot" / "run" / "anvil-auth-penalty").unlink()
+    except OSError:
+        pass
     errf = lab / "dovecot" / "start.err"
     with open(errf, "wb") as err:
         env = dict(os.environ, LAB_DENY_REASON_SMTP=SMTP_DISABLED_TEXT,
