@@ -10,7 +10,7 @@ APT_PACKAGES := dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix curl chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help demo test unit integration sanity lint lab-up lab-down lab-status system-deps venv bench docs clean
+.PHONY: help demo test unit integration sanity lint lab-up lab-down lab-status system-deps venv bench docs ee-context clean
 
 help:
 	@echo "make demo | test | unit | integration | sanity | lint | lab-up | lab-down | bench | docs | clean"
@@ -80,11 +80,19 @@ sanity: venv
 	tests/sanity/run.sh
 
 lint: venv
-	ruff check plugins tests
+	ruff check plugins tests tools
+	$(PY) tools/gen_troubleshooting.py --check
 	ansible-lint --profile production --offline
 
 bench: lab-up
 	$(PY) bench/run.py
+
+docs: venv
+	$(PY) tools/gen_troubleshooting.py
+
+ee-context: venv
+	ansible-galaxy collection build --force --output-path dist .
+	ansible-builder create -f execution-environment.yml -c context
 
 clean: lab-down
 	rm -rf $(VENV) .lab tests/output .pytest_cache reports
