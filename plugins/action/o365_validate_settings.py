@@ -74,7 +74,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         settings = args.get("settings")
         prefix = args.get("path") or ("tenants" if isinstance(settings, list) else "tenant")
         schema_path = args.get("schema") or DEFAULT_SCHEMA

@@ -230,7 +230,7 @@ def schema_errors(validator, instance: Any, prefix: str) -> List[dict]:
             ranked.setdefault(problem["path"], []).append((rank, problem))
     out = []
     for items in ranked.values():
-        top = max(rank for rank, _ in items)
+        top = max(rank for rank, dummy in items)
         for rank, problem in items:
             if (rank == top or top < 2) and problem not in out:
                 out.append(problem)
@@ -417,9 +417,9 @@ def _check_app(app: dict, prefix: str, errors: List[dict], warnings: List[dict])
     perms = app.get("permissions")
     if isinstance(perms, list) and auth in APP_ONLY_AUTH + DELEGATED_AUTH:
         wanted = {_needed(auth, p)[0] for p in PROTOCOLS}
+        known = {name for a in APP_ONLY_AUTH + DELEGATED_AUTH for p in PROTOCOLS for name in _needed(a, p)}
         for i, perm in enumerate(perms):
-            if isinstance(perm, str) and perm not in wanted and any(perm in _needed(a, p) for a in APP_ONLY_AUTH + DELEGATED_AUTH
-                                                                     for p in PROTOCOLS):
+            if isinstance(perm, str) and perm not in wanted and perm in known:
                 kind = "a delegated permission" if auth in APP_ONLY_AUTH else "an app-only permission"
                 warnings.append(_problem(join(where, "permissions", i), "%s is %s; auth %s does not use it"
                                          % (show(perm), kind, show(auth))))
@@ -454,9 +454,9 @@ def _check_thresholds(raw: Any, norm: Any, prefix: str, errors: List[dict]) -> N
         for phase in PHASES:
             warn, crit = latency["warn"].get(phase), latency["crit"].get(phase)
             if _is_int(warn) and _is_int(crit) and warn >= crit:
+                default = "" if phase in raw_crit else ", the default"
                 errors.append(_problem(join(prefix, "thresholds", "latency_ms", "warn", phase),
-                                       "%d must be lower than crit.%s (%d%s)" % (warn, phase, crit,
-                                                                                  "" if phase in raw_crit else ", the default")))
+                                       "%d must be lower than crit.%s (%d%s)" % (warn, phase, crit, default)))
     flow = norm.get("mailflow_s")
     raw_flow = raw.get("mailflow_s") if isinstance(raw.get("mailflow_s"), dict) else {}
     if isinstance(flow, dict) and _is_int(flow.get("warn")) and _is_int(flow.get("crit")) and flow["warn"] >= flow["crit"]:
