@@ -357,3 +357,16 @@ def test_shared_mailbox_delegate_fullaccess(lab):
     lab.imap_login(shared, lab.mint("delegated", lab.env["LAB_MAILBOX"])).logout()
     with pytest.raises(Exception, match="AUTHENTICATIONFAILED"):
         lab.imap_login(shared, lab.mint("delegated", lab.env["LAB_MAILBOX_2"]))
+
+
+def test_mail_without_auth_530(lab):
+    import smtplib
+    s = smtplib.SMTP(lab.host, lab.port("smtp"), timeout=10)
+    try:
+        s.starttls(context=lab.ssl_context())
+        s.ehlo()
+        s.docmd("MAIL FROM:<adele@contoso.test>")
+        code, text = s.docmd("RCPT TO:<bob@contoso.test>")
+        assert code == 530 and b"5.7.57" in text
+    finally:
+        s.close()
