@@ -39,12 +39,15 @@ MAX_FLEET = 100000
 # Exchange Online's ways in: implicit TLS for IMAP and POP, STARTTLS submission for SMTP.
 DEFAULT_SECURITY = {"imap": "tls", "pop": "tls", "smtp": "starttls"}
 
-_ADDRESS = re.compile(r"^[^@\s\x00-\x1f\x7f<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+ADDRESS_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                       r"[A-Za-z0-9-]{2,63}$")
 
 
+HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,253}$")
+
+
 def validate_address(field: str, value) -> str:
-    if not isinstance(value, str) or not _ADDRESS.match(value):
+    if not isinstance(value, str) or not ADDRESS_RE.fullmatch(value):
         raise config_error(field, "%r is not an email address" % (str(value)[:100],))
     return value
 
@@ -100,7 +103,7 @@ def _target(entry, field: str, defaults: dict, extra_keys: tuple) -> dict:
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
         raise config_error(_where(entry, field, "port"), "must be an integer between 1 and 65535 (got %r)" % (port,))
     host = target["host"]
-    if not isinstance(host, str) or not re.match(r"^[A-Za-z0-9.\-:\[\]]{1,253}$", host):
+    if not isinstance(host, str) or not HOST_RE.fullmatch(host):
         raise config_error(_where(entry, field, "host"), "%r is not a host name or address" % (str(host)[:100],))
     return target
 

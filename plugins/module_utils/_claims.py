@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import re
 import time
 from typing import Iterable, Optional
 
@@ -22,8 +21,8 @@ from ansible_collections.mailops.o365.plugins.module_utils._clouds import (
     app_role,
     delegated_permission,
 )
+from ansible_collections.mailops.o365.plugins.module_utils._options import GUID_RE
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _SUMMARY_CLAIMS = ("aud", "iss", "tid", "appid", "azp", "idtyp", "scp", "roles", "upn", "unique_name",
                    "email", "preferred_username", "oid")
 
@@ -86,7 +85,7 @@ def diagnose(claims: Optional[dict], protocols: Iterable[str], cloud: Cloud,
         problems.append("audience %r is not Exchange Online (%s); request the Outlook scopes, "
                         "not Microsoft Graph's" % (aud, cloud.app_resource))
     tid = claims.get("tid")
-    if tenant_id and _GUID.match(tenant_id) and tid and tid.lower() != tenant_id.lower():
+    if tenant_id and GUID_RE.fullmatch(tenant_id) and tid and tid.lower() != tenant_id.lower():
         problems.append("token was issued by tenant %s, not %s" % (tid, tenant_id))
     if is_app_token(claims):
         roles = claims.get("roles") or []

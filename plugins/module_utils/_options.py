@@ -45,10 +45,12 @@ AUTH_ARGUMENT_SPEC = {
     "scopes": dict(type="list", elements="str"),
 }
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_DOMAIN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+# Patterns are shared with meta/tenant_settings.schema.json; always use fullmatch (a "$" alone
+# would accept a trailing newline).
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+DOMAIN_RE = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 _WELL_KNOWN_TENANTS = ("organizations", "common")
-_HOST_URL = re.compile(r"^https://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?/?$")
+HOST_URL_RE = re.compile(r"^https://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?/?$")
 
 
 def default_cache_path() -> str:
@@ -101,10 +103,10 @@ class AuthSettings(NamedTuple):
 
 
 def _validate_ids(s: AuthSettings) -> None:
-    if s.tenant_id is not None and not (_GUID.match(s.tenant_id) or _DOMAIN.match(s.tenant_id)
+    if s.tenant_id is not None and not (GUID_RE.fullmatch(s.tenant_id) or DOMAIN_RE.fullmatch(s.tenant_id)
                                         or s.tenant_id in _WELL_KNOWN_TENANTS):
         raise config_error("tenant_id", "%r is neither a GUID nor a domain name" % s.tenant_id[:80])
-    if s.client_id is not None and not _GUID.match(s.client_id):
+    if s.client_id is not None and not GUID_RE.fullmatch(s.client_id):
         raise config_error("client_id", "%r is not a GUID (the application (client) id)" % s.client_id[:80])
     if s.cloud not in CLOUDS:
         raise config_error("cloud", "unknown cloud %r; use one of %s" % (s.cloud, ", ".join(sorted(CLOUDS))))
@@ -152,7 +154,7 @@ def _validate_certificate_path(s: AuthSettings) -> None:
 
 
 def _validate_transport(s: AuthSettings) -> None:
-    if s.authority_host is not None and not _HOST_URL.match(s.authority_host):
+    if s.authority_host is not None and not HOST_URL_RE.fullmatch(s.authority_host):
         raise config_error("authority_host", "must be an https:// URL with a host and no path "
                            "(got %r)" % s.authority_host[:120])
     if s.ca_path is not None and not os.path.isfile(s.ca_path):

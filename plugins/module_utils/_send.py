@@ -16,8 +16,7 @@ from typing import Callable, List, Optional
 from ansible_collections.mailops.o365.plugins.module_utils._claims import decode_claims, diagnose
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import DEFAULT_PORTS, get_cloud
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error
-from ansible_collections.mailops.o365.plugins.module_utils._message import (
-    SPEC_KEYS, build_message, check_size, parse_address, summarize)
+from ansible_collections.mailops.o365.plugins.module_utils._message import SPEC_KEYS, build_message, check_size, parse_address
 from ansible_collections.mailops.o365.plugins.module_utils._smtp import Pacer, SendError, SmtpSession
 from ansible_collections.mailops.o365.plugins.module_utils._tls import client_context
 from ansible_collections.mailops.o365.plugins.module_utils._token import acquire_token

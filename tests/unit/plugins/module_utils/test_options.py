@@ -166,3 +166,9 @@ def test_auto_flow_resolution(tmp_path, given, expected):
 def test_default_cache_path_honours_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_path() == os.path.join(str(tmp_path), "mailops.o365", "token_cache.json")
+
+
+@pytest.mark.parametrize("field,value", [("tenant_id", "contoso.com\n"), ("client_id", GUID + "\n"),
+                                         ("authority_host", "https://login.example.com\n")])
+def test_trailing_newline_is_rejected(tmp_path, field, value):
+    expect_config_error(field, tmp_path, **{field: value})

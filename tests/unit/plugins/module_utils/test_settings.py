@@ -384,10 +384,10 @@ def test_schema_is_draft_2020_12_and_describes_every_property():
 def test_schema_reuses_the_projects_patterns_and_tables():
     s = schema()
     defs = s["$defs"]
-    assert defs["guid"]["pattern"] == _options._GUID.pattern
-    assert defs["address"]["pattern"] == _checks._ADDRESS.pattern
-    assert s["properties"]["authority_host"]["pattern"] == _options._HOST_URL.pattern
-    assert [p["pattern"] for p in s["properties"]["tenant_id"]["anyOf"]] == [_options._GUID.pattern, _options._DOMAIN.pattern]
+    assert defs["guid"]["pattern"] == _options.GUID_RE.pattern
+    assert defs["address"]["pattern"] == _checks.ADDRESS_RE.pattern
+    assert s["properties"]["authority_host"]["pattern"] == _options.HOST_URL_RE.pattern
+    assert [p["pattern"] for p in s["properties"]["tenant_id"]["anyOf"]] == [_options.GUID_RE.pattern, _options.DOMAIN_RE.pattern]
     assert sorted(s["properties"]["cloud"]["enum"]) == sorted(CLOUDS)
     mailbox = s["properties"]["mailboxes"]["items"]["properties"]
     assert mailbox["protocols"]["items"]["enum"] == list(PROTOCOLS)

@@ -574,7 +574,7 @@ def test_parse_reply_line_types():
     ("535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy.",
      "auth"),
     ("535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6", "auth"),      # Postfix wording
-    ("454 4.7.0 Temporary authentication failure", "throttled"),
+    ("454 4.7.0 Temporary authentication failure", "auth"),
 ])
 def test_other_auth_replies(servers, reply, category):
     server = servers({"AUTHDATA": reply})
