@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from typing import Iterable, List, Optional
@@ -293,7 +294,7 @@ def compose(playbook: str, entries: List[dict], counts: dict, max_failures: int)
         lines.append("")
     lines.append("Recap:")
     for host, summary in sorted(counts["hosts"].items()):
-        lines.append("  %s: %s" % (host, ", ".join("%s=%d" % kv for kv in sorted(summary.items()))))
+        lines.append("  %s: %s" % (host, ", ".join("%s=%d" % kv for kv in sorted(summary.items()) if kv[1]) or "nothing ran"))
     return "\n".join(lines) + "\n"
 
 
@@ -322,7 +323,7 @@ class CallbackModule(CallbackBase):
     # -- events ------------------------------------------------------------------------------
 
     def v2_playbook_on_start(self, playbook) -> None:
-        self.playbook = str(getattr(playbook, "_file_name", None) or "playbook")
+        self.playbook = os.path.basename(str(getattr(playbook, "_file_name", None) or "playbook"))
 
     def v2_playbook_on_play_start(self, play) -> None:
         self.play = str(play.get_name()).strip()
