@@ -253,7 +253,7 @@ def failing(report: dict) -> List[str]:
     for tenant in report["tenants"]:
         bad = FAIL_ON[report["fail_on"]] or FAIL_ON["crit"]
         if tenant.get("error") and not tenant.get("checks"):
-            lines.append("%s: %s" % (tenant["name"], tenant["error"].get("message")))
+            lines.append(_one_line("%s: %s" % (tenant["name"], tenant["error"].get("message"))))
         for check in tenant.get("checks") or []:
             if check["status"] in bad:
                 lines.append(check_line(tenant["name"], check))
@@ -261,6 +261,10 @@ def failing(report: dict) -> List[str]:
         if flow and flow["status"] in bad:
             lines.append(mailflow_line(tenant["name"], flow))
     return lines
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
 
 
 def check_line(tenant: str, check: dict) -> str:
@@ -272,7 +276,7 @@ def check_line(tenant: str, check: dict) -> str:
         parts.append("(failed as expected: %s)" % check.get("category"))
     elif check["status"] != "ok":
         parts.append("- %s%s" % ("[%s] " % check["category"] if check.get("category") else "", check.get("message") or ""))
-    return " ".join(parts)
+    return _one_line(" ".join(parts)).replace(check["status"].upper() + " ", "%-8s " % check["status"].upper(), 1)
 
 
 def mailflow_line(tenant: str, flow: dict) -> str:
@@ -280,14 +284,14 @@ def mailflow_line(tenant: str, flow: dict) -> str:
     line = "%-8s %s mailflow %s -> %s %s" % (flow["status"].upper(), tenant, flow.get("from"), flow.get("to"), latency)
     if flow["status"] != "ok" and flow.get("message"):
         line += " - %s" % flow["message"]
-    return line
+    return _one_line(line).replace(flow["status"].upper() + " ", "%-8s " % flow["status"].upper(), 1)
 
 
 def lines(report: dict) -> List[str]:
     out = []
     for tenant in report["tenants"]:
         if tenant.get("error"):
-            out.append("ERROR    %s %s" % (tenant["name"], tenant["error"].get("message")))
+            out.append(_one_line("ERROR    %s %s" % (tenant["name"], tenant["error"].get("message"))).replace("ERROR ", "ERROR    ", 1))
         out.extend(check_line(tenant["name"], c) for c in tenant.get("checks") or [])
         if tenant.get("mailflow"):
             out.append(mailflow_line(tenant["name"], tenant["mailflow"]))
