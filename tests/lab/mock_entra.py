@@ -145,10 +145,12 @@ class State:
             self.counters = {"endpoints": {}, "tenants": {}, "clients": {},
                              "grants": {}, "token_requests": 0, "errors": {}}
 
-    def count(self, endpoint, tenant=None, client=None, grant=None):
+    def count(self, endpoint=None, tenant=None, client=None, grant=None):
+        """endpoint: a real endpoint name (discovery, keys, token, devicecode, authorize)."""
         with self.lock:
             c = self.counters
-            c["endpoints"][endpoint] = c["endpoints"].get(endpoint, 0) + 1
+            if endpoint:
+                c["endpoints"][endpoint] = c["endpoints"].get(endpoint, 0) + 1
             if tenant:
                 c["tenants"][tenant] = c["tenants"].get(tenant, 0) + 1
             if client:
@@ -397,7 +399,9 @@ class Handler(BaseHTTPRequestHandler):
         if endpoint == "keys":
             return self._send(200, self.st.jwks())
         if tenant is None:
-            raise AADError(400, "invalid_request", 90002,
+            # Entra answers discovery of an unknown tenant with error=invalid_tenant
+            raise AADError(400, "invalid_tenant" if endpoint == "discovery" else "invalid_request",
+                           90002,
                            f"Tenant '{tenant_ref}' not found. Check to make sure you have the "
                            "correct tenant ID and are signing into the correct cloud.")
         if endpoint == "discovery":
@@ -472,7 +476,7 @@ class Handler(BaseHTTPRequestHandler):
                            f"Application with identifier '{client_id}' was not found in the "
                            f"directory '{tenant['display_name']}'. You may have sent your "
                            "authentication request to the wrong tenant.")
-        self.st.count("client", client=client_id)
+        self.st.count(client=client_id)
         assertion = form.get("client_assertion")
         if app.get("kind") == "public":
             if secret or assertion:
@@ -597,9 +601,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- grants ----------------------------------------------------------------
     def _token(self, tenant, tenant_ref, form):
         grant = form.get("grant_type")
-        self.st.count("token_grant", grant=grant, client=None)
-        with self.st.lock:
-            self.st.counters["clients"].setdefault(form.get("client_id") or "-", 0)
+        self.st.count(grant=grant or "-")
         if grant == "client_credentials":
             return self._grant_client_credentials(tenant, form)
         if grant == "refresh_token":
@@ -716,7 +718,7 @@ class Handler(BaseHTTPRequestHandler):
             raise AADError(400, "unauthorized_client", 700016,
                            f"Application with identifier '{client_id}' was not found in the "
                            f"directory '{tenant['display_name']}'.")
-        self.st.count("client", client=client_id)
+        self.st.count(client=client_id)
         _, app = entry
         self._delegated_scopes(app, form.get("scope"))  # validate early like Entra
         device_code = "DAQABAAEAAA" + b64url(secrets.token_bytes(40))
@@ -768,7 +770,7 @@ class Handler(BaseHTTPRequestHandler):
                            f"Application with identifier '{client_id}' was not found in the "
                            f"directory '{tenant['display_name']}'.")
         _, app = entry
-        self.st.count("client", client=client_id)
+        self.st.count(client=client_id)
         state = q.get("state")
 
         def redirect(params):
