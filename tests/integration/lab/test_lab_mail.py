@@ -269,6 +269,8 @@ def test_limited_app_only_on_its_mailboxes(lab):
         assert curl(lab, imaps(lab), mbx, token)[0] == 0, mbx
     assert curl(lab, imaps(lab), lab.env["LAB_MAILBOX"], token)[0] == 67
     assert curl(lab, pop3s(lab), lab.env["LAB_MAILBOX"], token)[0] == 67
+    assert _smtp_auth_reply(lab, lab.env["LAB_MAILBOX"], token)[0] == 535
+    assert _smtp_auth_reply(lab, allowed[0], token)[0] == 235
 
 
 def test_shared_mailbox_with_app(lab):
