@@ -395,9 +395,24 @@ class Handler(BaseHTTPRequestHandler):
         if self._apply_fault(endpoint):
             return
         tenant = self.st.dir.tenant(tenant_ref)
+        multi = tenant_ref.lower() in ("common", "organizations")
+        if multi and endpoint not in ("discovery", "keys"):
+            # lab apps are single-tenant: /common and /organizations resolve to the
+            # home tenant of the client
+            params = self._form() if method == "POST" else query
+            entry = self.st.dir.apps.get(params.get("client_id") or "")
+            if entry is None:
+                self.st.count(endpoint, tenant_ref)
+                raise AADError(400, "unauthorized_client", 700016,
+                               f"Application with identifier '{params.get('client_id')}' was "
+                               "not found in the directory.")
+            tenant = entry[0]
         self.st.count(endpoint, tenant["domain"] if tenant else tenant_ref)
         if endpoint == "keys":
             return self._send(200, self.st.jwks())
+        if multi and endpoint == "discovery":
+            return self._send(200, self._discovery(
+                {"id": tenant_ref.lower()}, issuer=f"{self.st.base_url}/{{tenantid}}/v2.0"))
         if tenant is None:
             # Entra answers discovery of an unknown tenant with error=invalid_tenant
             raise AADError(400, "invalid_tenant" if endpoint == "discovery" else "invalid_request",
@@ -417,7 +432,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._devicecode(tenant, form)
         return self._send(405, {"error": "method_not_allowed"})
 
-    def _discovery(self, tenant):
+    def _discovery(self, tenant, issuer=None):
         b = f"{self.st.base_url}/{tenant['id']}"
         return {
             "token_endpoint": f"{b}/oauth2/v2.0/token",
@@ -429,7 +444,7 @@ class Handler(BaseHTTPRequestHandler):
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{b}/v2.0",
+            "issuer": issuer or f"{b}/v2.0",
             "request_uri_parameter_supported": False,
             "userinfo_endpoint": f"{b}/openid/userinfo",
             "authorization_endpoint": f"{b}/oauth2/v2.0/authorize",

@@ -311,3 +311,18 @@ def test_other_tenant_app(lab):
     r = cca(lab, app["client_id"], app["secret"], tenant=t["id"]).acquire_token_for_client(APP_SCOPE)
     assert "access_token" in r, r
     assert claims(r["access_token"])["tid"] == t["id"]
+
+
+@pytest.mark.parametrize("ref", ["organizations", "common"])
+def test_multi_tenant_authorities(lab, ref):
+    """/organizations and /common resolve to the client's home tenant."""
+    app, r = None, None
+    app = pca(lab, tenant=ref)
+    flow = app.initiate_device_flow(scopes=USER_SCOPES)
+    lab.approve_device(flow["user_code"], "adele@contoso.test")
+    r = app.acquire_token_by_device_flow(flow)
+    check_user_token(lab, r, "adele@contoso.test")
+    assert claims(r["access_token"])["tid"] == lab.tenant_id
+    assert app.acquire_token_silent(USER_SCOPES, account=app.get_accounts()[0])
+    c = cca(lab, lab.env["O365_CLIENT_ID"], lab.env["O365_CLIENT_SECRET"], tenant=ref)
+    check_app_token(lab, c.acquire_token_for_client(APP_SCOPE), lab.env["O365_CLIENT_ID"])
