@@ -382,8 +382,8 @@ class CallbackModule(CallbackBase):
         params = {name: self.get_option(name) for name in AUTH_OPTIONS}
         params["username"] = params["username"] or sender
         settings = AuthSettings.from_params(params)
-        subject = "%s %s: %d failed, %d unreachable" % (self.get_option("subject_prefix"), self.playbook,
-                                                          counts["failed"], counts["unreachable"])
+        subject = "%s %s: %d failed, %d unreachable" % (
+            self.get_option("subject_prefix"), self.playbook, counts["failed"], counts["unreachable"])
         body = scrub(compose(self.playbook, entries, counts, int(self.get_option("max_failures") or 100)), secrets)
         item = Prepared(None, {"sender": sender, "to": list(self.get_option("to") or []), "subject": scrub(subject, secrets),
                                "body": body, "headers": {"Auto-Submitted": "auto-generated"}}, None)

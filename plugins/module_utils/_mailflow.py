@@ -311,7 +311,7 @@ class MailflowProbe:
         deadline = sent_at + c.crit_s
         hard_stop = deadline + self.settings.timeout
         interval, last_error = min(FIRST_POLL_S, c.poll_interval_s), None
-        for _ in range(MAX_POLLS):
+        for _attempt in range(MAX_POLLS):
             self.sleep(max(0.0, min(interval, deadline - self.clock())))
             self.result["polls"] += 1
             found = self._imap(check_imap, timeout=self._poll_timeout(hard_stop), folder=c.folder,

@@ -272,8 +272,8 @@ def message(result: dict, config: ProbeConfig) -> str:
     if status == "error":
         return "mail flow %s -> %s not measured: %s" % (config.sender, config.recipient, result["error"]["message"])
     if status == "lost":
-        return "canary %s not found in %s of %s within %ss" % (result["canary_id"], config.folder, config.recipient,
-                                                                 config.crit_s)
+        return "canary %s not found in %s of %s within %ss" % (
+            result["canary_id"], config.folder, config.recipient, config.crit_s)
     if result["latency_s"] is None:
         return "both logins work; nothing sent (check mode)"
     return "mail flow %s: %.3fs (warn %ss, crit %ss)" % (status, result["latency_s"], config.warn_s, config.crit_s)
