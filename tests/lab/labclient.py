@@ -259,6 +259,22 @@ class Lab:
                 return msgs
             time.sleep(0.1)
 
+    def purge_mailbox(self, user, folder="INBOX", token=None, timeout=10) -> int:
+        """Delete every message in `folder`; returns how many were removed."""
+        c = self.imap_login(user, token=token, timeout=timeout)
+        try:
+            typ, data = c.select(folder)
+            n = int(data[0] or 0)
+            if n:
+                c.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
+                c.expunge()
+            return n
+        finally:
+            try:
+                c.logout()
+            except Exception:  # noqa: BLE001
+                pass
+
     def send_mail(self, user, to, subject="lab test", body="hello from the lab",
                   token=None, sender=None, implicit_tls=False, timeout=10):
         """Submit a message over SMTP AUTH XOAUTH2 (app token by default)."""

@@ -96,7 +96,8 @@ def test_curl_smtp_then_imap_roundtrip(lab, tmp_path, implicit):
     (rc, _, err), subject = send_curl(lab, user, lab.mint("app", user), rcpt, tmp_path,
                                       implicit=implicit)
     assert rc == 0, err
-    msgs = lab.read_mailbox(rcpt, wait_for=lambda ms: any(m["Subject"] == subject for m in ms))
+    msgs = lab.read_mailbox(rcpt, search=f'SUBJECT "{subject}"',
+                            wait_for=lambda ms: any(m["Subject"] == subject for m in ms))
     assert any(m["Subject"] == subject for m in msgs), "SMTP -> LMTP -> IMAP round trip"
 
 
@@ -104,7 +105,8 @@ def test_smtp_delegated_roundtrip_labclient(lab):
     user, rcpt = lab.env["LAB_MAILBOX_2"], lab.env["LAB_MAILBOX"]
     subject = f"delegated {uuid.uuid4()}"
     lab.send_mail(user, rcpt, subject=subject, token=lab.mint("delegated", user))
-    msgs = lab.read_mailbox(rcpt, wait_for=lambda ms: any(m["Subject"] == subject for m in ms))
+    msgs = lab.read_mailbox(rcpt, search=f'SUBJECT "{subject}"',
+                            wait_for=lambda ms: any(m["Subject"] == subject for m in ms))
     assert any(m["Subject"] == subject for m in msgs)
 
 
@@ -372,3 +374,11 @@ def test_mail_without_auth_530(lab):
         assert code == 530 and b"5.7.57" in text
     finally:
         s.close()
+
+
+def test_purge_mailbox(lab):
+    mbx = lab.fleet(10)[-1]
+    lab.send_mail(lab.env["LAB_MAILBOX"], mbx, subject="to purge")
+    lab.read_mailbox(mbx, wait_for=lambda ms: len(ms) > 0)
+    assert lab.purge_mailbox(mbx) >= 1
+    assert lab.read_mailbox(mbx) == []
