@@ -976,12 +976,31 @@ def cmd_service(action, name):
     return 0
 
 
+def _lock():
+    """Serialize labctl invocations (two test sessions running `up` at once)."""
+    import fcntl
+    lab = state_dir()
+    lab.mkdir(parents=True, exist_ok=True)
+    fh = open(lab / ".labctl.lock", "w")
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise SystemExit("labctl: another labctl holds the lock for 120 s")
+            time.sleep(0.1)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print(__doc__)
         return 2
     cmd = argv[0]
+    if cmd not in ("status", "ps"):
+        _lock_handle = _lock()  # noqa: F841  (held until exit)
     if cmd == "up":
         return cmd_up()
     if cmd == "down":
