@@ -205,6 +205,14 @@ class Lab:
     def start_service(self, name):
         self._labctl(f"start-{name}")
 
+    def stop_listener(self, name):
+        """Close one port (imaps, imap, pop3s, pop3, smtp, smtps); the rest keeps running.
+        imap/pop3 are the STARTTLS ports, smtp is submission STARTTLS."""
+        self._labctl("stop-listener", name)
+
+    def start_listener(self, name):
+        self._labctl("start-listener", name)
+
     # -- mail ------------------------------------------------------------------------
     def imap_login(self, user, token=None, starttls=False, timeout=10) -> imaplib.IMAP4:
         token = token or self.mint("app", user)

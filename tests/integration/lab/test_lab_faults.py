@@ -126,3 +126,21 @@ def test_stop_start_idp(lab):
     finally:
         lab.start_service("idp")
     assert token_request(lab).status_code == 200
+
+
+def test_stop_start_one_listener(lab):
+    try:
+        lab.stop_listener("imaps")
+        assert not _open(lab, lab.port("imap"))
+        assert _open(lab, lab.port("pop")) and _open(lab, lab.port("imap_starttls"))
+        lab.imap_login(lab.env["LAB_MAILBOX"], starttls=True).logout()
+    finally:
+        lab.start_listener("imaps")
+    lab.imap_login(lab.env["LAB_MAILBOX"]).logout()
+    try:
+        lab.stop_listener("smtp")
+        assert not _open(lab, lab.port("smtp")) and _open(lab, lab.port("smtps"))
+        lab.send_mail(lab.env["LAB_MAILBOX"], lab.env["LAB_MAILBOX_2"], implicit_tls=True)
+    finally:
+        lab.start_listener("smtp")
+    assert _open(lab, lab.port("smtp"))
