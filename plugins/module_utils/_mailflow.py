@@ -123,14 +123,14 @@ def pick_stale(fetched: Iterable[dict], crit_s: float, now: float) -> List[int]:
     return sorted(uids)[:MAX_STALE]
 
 
-def canary_spec(sender: str, recipient: str, canary_id: str, sent_iso: str) -> dict:
+def canary_spec(sender: str, recipient: str, canary_id: str) -> dict:
     """The message spec for ``_message.build_message``: tagged by header and subject."""
     return {
         "sender": sender,
         "to": [recipient],
         "subject": "%s %s" % (SUBJECT_PREFIX, canary_id),
-        "body": "Mail-flow probe canary sent by mailops.o365 at %s.\n"
-                "It is deleted automatically; if you can read it, the probe could not clean up.\n" % sent_iso,
+        "body": "Mail-flow probe canary %s sent by mailops.o365.\n"
+                "It is deleted automatically; if you can read it, the probe could not clean up.\n" % canary_id,
         "headers": {CANARY_HEADER: canary_id, "Auto-Submitted": "auto-generated"},
     }
 
@@ -234,6 +234,8 @@ class MailflowProbe:
         self.context = client_context(settings.ca_path, settings.validate_certs)
         self.canary_id = new_canary_id(wall())
         self.result = new_result(self.canary_id)
+        # Built (and validated) before any network call.
+        self.canary = Prepared(None, canary_spec(config.sender, config.recipient, self.canary_id), None)
         self._stale: List[int] = []
         self._uidvalidity: Optional[int] = None
         self._found: Optional[_Found] = None
@@ -289,14 +291,12 @@ class MailflowProbe:
 
     def _send(self, sender: SmtpSender) -> float:
         """Send the one canary; return the monotonic time the server accepted it. Never retried here."""
-        c = self.config
         sent_wall = self.wall()
-        item = Prepared(None, canary_spec(c.sender, c.recipient, self.canary_id, iso_time(sent_wall)), None)
-        self.result["message_id"] = str(item.message["Message-ID"])
-        outcome = sender.send_all([item])[0]
+        outcome = sender.send_all([self.canary])[0]
         sent_at = self.clock()
-        # "unknown" means the server may have it: report it as sent, so it is not sent twice by a rerun's logic.
-        self.result["changed"] = outcome["delivery"] in ("accepted", "unknown")
+        if outcome["delivery"] in ("accepted", "unknown"):
+            # "unknown": the connection failed after the data went out, so it may be delivered; it is mail all the same.
+            self.result.update(changed=True, message_id=outcome["message_id"])
         if outcome["delivery"] != "accepted":
             err = outcome.get("error") or {}
             raise O365Error(err.get("category") or "protocol", "the canary was not accepted (%s): %s"
