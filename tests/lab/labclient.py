@@ -56,7 +56,7 @@ class Lab:
 
     # -- loading -----------------------------------------------------------
     @classmethod
-    def load(cls, repo_root=None) -> "Lab":
+    def load(cls, repo_root=None) -> Lab:
         repo_root = Path(repo_root or HERE.parent.parent).resolve()
         state = Path(os.environ.get("LAB_STATE_DIR") or repo_root / ".lab")
         env_path = state / "env"

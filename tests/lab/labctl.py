@@ -1015,7 +1015,7 @@ def _lock():
             return fh
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise SystemExit("labctl: another labctl holds the lock for 120 s")
+                raise SystemExit("labctl: another labctl holds the lock for 120 s") from None
             time.sleep(0.1)
 
 

@@ -540,10 +540,10 @@ class Handler(BaseHTTPRequestHandler):
                                 leeway=300)
         except jwt.ExpiredSignatureError:
             raise AADError(401, "invalid_client", 700024,
-                           "Client assertion is not within its valid time range.")
+                           "Client assertion is not within its valid time range.") from None
         except jwt.InvalidTokenError as e:
             raise AADError(401, "invalid_client", 700027,
-                           f"Client assertion failed signature validation. ({e.__class__.__name__})")
+                           f"Client assertion failed signature validation. ({e.__class__.__name__})") from None
         thumbs = {app.get("cert_x5t"), app.get("cert_x5t_s256")}
         presented = {str(hdr.get(k, "")).rstrip("=") for k in ("x5t", "x5t#S256")}
         if not thumbs & presented:

@@ -157,7 +157,7 @@ def test_delegated_token_cannot_use_app_path(lab):
 
 
 def test_other_tenant_app_refused(lab):
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="AUTHENTICATIONFAILED"):
         lab.imap_login(lab.env["LAB_MAILBOX"], lab.mint("app", tenant="tenant01.test"))
     c = lab.imap_login("user001@tenant01.test", lab.mint("app", tenant="tenant01.test"))
     c.logout()
