@@ -10,3 +10,6 @@ if not os.path.exists(LINK):
     os.symlink(ROOT, LINK)
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+
+# The lab's fixtures (`lab`, `lab_clean`) for every test that wants them.
+pytest_plugins = ["tests.lab.pytest_lab"]

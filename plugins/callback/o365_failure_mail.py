@@ -227,16 +227,16 @@ EXAMPLES = r"""
 """
 
 # Imports follow DOCUMENTATION/EXAMPLES, as validate-modules requires (ruff.toml exempts only plugins/modules).
-import os  # noqa: E402
-import re  # noqa: E402
-import socket  # noqa: E402
-from typing import Iterable, List, Optional  # noqa: E402
+import os
+import re
+import socket
+from typing import Iterable, List, Optional
 
-from ansible.plugins.callback import CallbackBase  # noqa: E402
+from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error  # noqa: E402
-from ansible_collections.mailops.o365.plugins.module_utils._options import AuthSettings  # noqa: E402
-from ansible_collections.mailops.o365.plugins.module_utils._send import Prepared, SmtpSender  # noqa: E402
+from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error
+from ansible_collections.mailops.o365.plugins.module_utils._options import AuthSettings
+from ansible_collections.mailops.o365.plugins.module_utils._send import Prepared, SmtpSender
 
 NO_LOG_TEXT = "output hidden (no_log)"
 REDACTED = "[redacted]"

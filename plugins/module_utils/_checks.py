@@ -13,7 +13,7 @@ import re
 import threading
 from typing import Callable, Dict, List, Optional
 
-from ansible_collections.mailops.o365.plugins.module_utils._claims import decode_claims, diagnose
+from ansible_collections.mailops.o365.plugins.module_utils._claims import UnusableToken, require_usable
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import DEFAULT_PORTS, get_cloud
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error, config_error
 from ansible_collections.mailops.o365.plugins.module_utils._fleet import failed_result, run_fleet, summarize
@@ -127,14 +127,17 @@ class TokenProvider:
         self._locks: Dict[str, threading.Lock] = {}
         self._tokens: Dict[str, object] = {}
 
-    def get(self, username: Optional[str]):
+    def get(self, username: Optional[str], stale=None):
+        """The token for ``username``; with ``stale`` (a cached token a server refused), a fresh
+        one from Entra ID, fetched once however many mailboxes report the same stale token."""
         key = "" if self.shared else (username or "").lower()
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            if key not in self._tokens:
+            if key not in self._tokens or (stale is not None and self._tokens[key] is stale):
                 try:
-                    self._tokens[key] = acquire_token(self.settings, self.protocols, username=username, warn=self.warn)
+                    self._tokens[key] = acquire_token(self.settings, self.protocols, username=username,
+                                                      warn=self.warn, fresh=stale is not None)
                 except O365Error as err:
                     self._tokens[key] = err  # every mailbox on this token gets the same classified error
             token = self._tokens[key]
@@ -155,20 +158,22 @@ def run_checks(module, protocol: str, probe: Callable[..., dict], extra_keys: tu
     context = client_context(settings.ca_path, settings.validate_certs)
     cloud = get_cloud(settings.cloud)
 
-    def check(target: dict) -> dict:
+    def attempt(target: dict, token) -> dict:
         try:
-            token = tokens.get(target.get("username") or target["mailbox"])
+            require_usable(token.access_token, protocol, cloud, settings.tenant_id)
+        except UnusableToken as err:
+            return dict(failed_result(target, err), problems=err.problems)
+        return probe(target, encode_xoauth2(target["mailbox"], token.access_token), context, settings.timeout)
+
+    def check(target: dict) -> dict:
+        username = target.get("username") or target["mailbox"]
+        try:
+            token = tokens.get(username)
+            result = attempt(target, token)
+            if refused_cached_token(result, token):
+                result = attempt(target, tokens.get(username, stale=token))
         except O365Error as err:
-            return failed_result(target, err)
-        problems = diagnose(decode_claims(token.access_token), [protocol], cloud, settings.tenant_id)
-        if problems:
-            err = O365Error("auth", "the token cannot work for %s: %s" % (protocol.upper(), "; ".join(problems)),
-                            hint="Request the right scope or role for this protocol (see problems); nothing was sent.")
             result = failed_result(target, err)
-            result["problems"] = problems
-            return result
-        sasl = encode_xoauth2(target["mailbox"], token.access_token)
-        result = probe(target, sasl, context, settings.timeout)
         result["mailbox"] = target["mailbox"]
         return result
 
@@ -176,6 +181,13 @@ def run_checks(module, protocol: str, probe: Callable[..., dict], extra_keys: tu
     if params.get("mailbox") is not None:
         return _single(module, results[0])
     return _fleet(module, results)
+
+
+def refused_cached_token(result: dict, token) -> bool:
+    """A login refused for a token served from the cache deserves one try with a fresh token:
+    the permission may have been granted since, or the cache holds another authority's token."""
+    return (token.source == "cache" and not result.get("ok") and not result.get("authenticated")
+            and (result.get("error") or {}).get("category") == "auth" and not result.get("problems"))
 
 
 def _single(module, result: dict) -> dict:

@@ -21,6 +21,7 @@ from ansible_collections.mailops.o365.plugins.module_utils._clouds import (
     app_role,
     delegated_permission,
 )
+from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error
 from ansible_collections.mailops.o365.plugins.module_utils._options import GUID_RE
 
 _SUMMARY_CLAIMS = ("aud", "iss", "tid", "appid", "azp", "idtyp", "scp", "roles", "upn", "unique_name",
@@ -100,3 +101,24 @@ def diagnose(claims: Optional[dict], protocols: Iterable[str], cloud: Cloud,
                 problems.append("delegated token lacks the %s scope needed for %s"
                                 % (delegated_permission(protocol), protocol.upper()))
     return problems
+
+
+_PERMISSION_HINT = {"imap": "IMAP.AccessAsUser.All (delegated) or IMAP.AccessAsApp (app-only)",
+                    "pop": "POP.AccessAsUser.All (delegated) or POP.AccessAsApp (app-only)",
+                    "smtp": "SMTP.Send (delegated) or SMTP.SendAsApp (app-only)"}
+
+
+class UnusableToken(O365Error):
+    """The token's own claims rule the protocol out; raised before anything is sent."""
+
+    def __init__(self, protocol: str, problems: list) -> None:
+        super().__init__("auth", "the token cannot work for %s: %s" % (protocol.upper(), "; ".join(problems)),
+                         hint="Request %s for the Outlook resource; nothing was sent." % _PERMISSION_HINT[protocol])
+        self.problems = problems
+
+
+def require_usable(access_token: str, protocol: str, cloud: Cloud, tenant_id: Optional[str] = None) -> None:
+    """Raise UnusableToken when the claims show the token cannot work for ``protocol``."""
+    problems = diagnose(decode_claims(access_token), [protocol], cloud, tenant_id)
+    if problems:
+        raise UnusableToken(protocol, problems)

@@ -33,6 +33,8 @@ class MsalHttpClient:
         self._deadline = clock() + s.timeout
         self._sleep = sleep
         self._clock = clock
+        # msal hides discovery failures behind a generic ValueError; keep Entra ID's own answer.
+        self.last_error: Optional[dict] = None
 
     def post(self, url: str, **kwargs):
         return self._send("POST", url, **kwargs)
@@ -65,8 +67,19 @@ class MsalHttpClient:
                                 hint="Check authority_host, DNS, proxy settings (HTTPS_PROXY) and firewalls.") from None
             delay = self._retry_delay(response, attempt)
             if delay is None:
+                self._note_error(response)
                 return response
             self._sleep(delay)
+
+    def _note_error(self, response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            return
+        if isinstance(body, dict) and ("error" in body or "error_codes" in body):
+            self.last_error = body
 
     def _retry_delay(self, response, attempt: int) -> Optional[float]:
         """Seconds to wait before retrying, or None to hand the response to msal."""

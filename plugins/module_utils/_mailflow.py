@@ -25,7 +25,7 @@ import secrets
 import time
 from typing import Callable, Iterable, List, NamedTuple, Optional
 
-from ansible_collections.mailops.o365.plugins.module_utils._claims import decode_claims, diagnose, iso_time
+from ansible_collections.mailops.o365.plugins.module_utils._claims import iso_time, require_usable
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import DEFAULT_PORTS, get_cloud
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error, config_error
 from ansible_collections.mailops.o365.plugins.module_utils._imap import check_imap, imap_delete_uids, imap_fetch_headers, quote, validate_folder
@@ -385,8 +385,5 @@ class MailflowProbe:
 def imap_sasl(settings, mailbox: str, warn: Callable[[str], None]) -> str:
     """XOAUTH2 for IMAP as ``mailbox``: token from the shared core (cached), claims checked first."""
     token = acquire_token(settings, ["imap"], username=mailbox, warn=warn)
-    problems = diagnose(decode_claims(token.access_token), ["imap"], get_cloud(settings.cloud), settings.tenant_id)
-    if problems:
-        raise O365Error("auth", "the token cannot work for IMAP: %s" % "; ".join(problems),
-                        hint="Request IMAP.AccessAsUser.All (delegated) or IMAP.AccessAsApp (app-only); nothing was sent.")
+    require_usable(token.access_token, "imap", get_cloud(settings.cloud), settings.tenant_id)
     return encode_xoauth2(mailbox, token.access_token)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
-from ansible_collections.mailops.o365.plugins.module_utils._claims import decode_claims, diagnose
+from ansible_collections.mailops.o365.plugins.module_utils._claims import require_usable
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import DEFAULT_PORTS, get_cloud
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error
 from ansible_collections.mailops.o365.plugins.module_utils._message import SPEC_KEYS, build_message, check_size, parse_address
@@ -79,21 +79,26 @@ class SmtpSender:
         self.pacer = Pacer(max_per_minute=max_per_minute)
         self.session: Optional[SmtpSession] = None
 
-    def _sasl(self) -> str:
-        token = acquire_token(self.settings, ["smtp"], username=self.mailbox, warn=self.warn)
-        problems = diagnose(decode_claims(token.access_token), ["smtp"], get_cloud(self.settings.cloud),
-                            self.settings.tenant_id)
-        if problems:
-            raise O365Error("auth", "the token cannot work for SMTP: %s" % "; ".join(problems),
-                            hint="Request SMTP.Send (delegated) or SMTP.SendAsApp (app-only); nothing was sent.")
-        return encode_xoauth2(self.mailbox, token.access_token)
+    def _token(self, fresh: bool = False):
+        token = acquire_token(self.settings, ["smtp"], username=self.mailbox, warn=self.warn, fresh=fresh)
+        require_usable(token.access_token, "smtp", get_cloud(self.settings.cloud), self.settings.tenant_id)
+        return token
 
     def open(self) -> SmtpSession:
-        sasl = self._sasl()
+        token = self._token()
+        try:
+            return self._login(token)
+        except O365Error as err:
+            if err.category != "auth" or token.source != "cache":
+                raise
+        # A cached token was refused: permissions may have changed since it was issued.
+        return self._login(self._token(fresh=True))
+
+    def _login(self, token) -> SmtpSession:
         context = client_context(self.settings.ca_path, self.settings.validate_certs)
         self.session = SmtpSession(self.host, self.port, self.security, context, self.settings.timeout, self.ehlohost)
         self.session.open()
-        self.session.authenticate(sasl)
+        self.session.authenticate(encode_xoauth2(self.mailbox, token.access_token))
         return self.session
 
     def send_all(self, prepared: List[Prepared]) -> List[dict]:

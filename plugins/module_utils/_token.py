@@ -70,8 +70,12 @@ def token_scopes(s: AuthSettings, protocols, flow: str) -> list:
 
 def acquire_token(s: AuthSettings, protocols, username: Optional[str] = None, flow_state: Optional[dict] = None,
                   auth_response: Optional[str] = None, redirect_uri: str = "http://localhost",
-                  warn: Optional[Callable[[str], None]] = None):
-    """Return a TokenResult, or a PendingFlow for phase one of device_code / auth_code."""
+                  warn: Optional[Callable[[str], None]] = None, fresh: bool = False):
+    """Return a TokenResult, or a PendingFlow for phase one of device_code / auth_code.
+
+    ``fresh`` drops the cached access token first: for when a server refused a cached token
+    (permissions granted since it was issued, or a token from another authority).
+    """
     flow = resolve_flow(s)
     username = username or s.username
     if flow == "access_token":
@@ -79,9 +83,12 @@ def acquire_token(s: AuthSettings, protocols, username: Optional[str] = None, fl
     scopes = token_scopes(s, protocols, flow)
     credential = _client_credential(s)  # a bad certificate fails here, before any network call
     with PersistentCache(s.token_cache_path, s.timeout, warn) as cache:
-        cached = _from_cache(cache, s, scopes, flow, username)
-        if cached:
-            return cached
+        for entry in _cached_entries(cache, s, scopes, flow, username):
+            if fresh:
+                cache.remove_at(entry)
+            elif int(entry.get("expires_on", 0)) > time.time() + EXPIRY_MARGIN:
+                return TokenResult(entry["secret"], entry.get("token_type", "Bearer"), int(entry["expires_on"]),
+                                   entry.get("target", "").split(), "cache", flow, username)
         ctx = _FlowContext(s, cache, scopes, flow, username, credential)
         return _FLOWS[flow](ctx, flow_state=flow_state, auth_response=auth_response, redirect_uri=redirect_uri)
 
@@ -97,33 +104,29 @@ def _client_credential(s: AuthSettings):
 # --- cache lookup without msal's network-bound application object ---------------------------
 
 def _environment(s: AuthSettings) -> str:
-    return urlparse(authority_host(s)).netloc
+    """The cache's "environment": msal records the authority's lower-case host name, port dropped."""
+    return urlparse(authority_host(s)).hostname or ""
 
 
 def authority_host(s: AuthSettings) -> str:
     return (s.authority_host or get_cloud(s.cloud).authority_host).rstrip("/")
 
 
-def _from_cache(cache, s: AuthSettings, scopes: list, flow: str, username: Optional[str]) -> Optional[TokenResult]:
+def _cached_entries(cache, s: AuthSettings, scopes: list, flow: str, username: Optional[str]) -> list:
+    """The cached access tokens this request could use, found without msal's application object."""
     from msal import TokenCache
 
     if flow in TWO_PHASE_FLOWS or (flow == "refresh_token" and not username):
-        return None  # bootstrapping, or no way to tell whose token the refresh token is
+        return []  # bootstrapping, or no way to tell whose token the refresh token is
     query = {"client_id": s.client_id, "environment": _environment(s)}
     if flow in APP_ONLY_FLOWS:
         query["realm"] = s.tenant_id
     else:
         account = _find_account(cache, s, username)
         if account is None:
-            return None
+            return []
         query["home_account_id"] = account["home_account_id"]
-    now = time.time()
-    for entry in cache.search(TokenCache.CredentialType.ACCESS_TOKEN, target=scopes, query=query):
-        expires_on = int(entry.get("expires_on", 0))
-        if expires_on > now + EXPIRY_MARGIN:
-            return TokenResult(entry["secret"], entry.get("token_type", "Bearer"), expires_on,
-                               entry.get("target", "").split(), "cache", flow, username)
-    return None
+    return list(cache.search(TokenCache.CredentialType.ACCESS_TOKEN, target=scopes, query=query))
 
 
 def _find_account(cache, s: AuthSettings, username: Optional[str]) -> Optional[dict]:
@@ -154,13 +157,16 @@ class _FlowContext:
         from ansible_collections.mailops.o365.plugins.module_utils._http import MsalHttpClient
 
         s = self.s
+        http = MsalHttpClient(s)
         kwargs = dict(authority="%s/%s" % (authority_host(s), s.tenant_id), token_cache=self.cache,
-                      http_client=MsalHttpClient(s), instance_discovery=False if s.authority_host else None)
+                      http_client=http, instance_discovery=False if s.authority_host else None)
         try:
             if confidential:
                 return msal.ConfidentialClientApplication(s.client_id, client_credential=self.credential, **kwargs)
             return msal.PublicClientApplication(s.client_id, **kwargs)
         except ValueError as exc:
+            if http.last_error:  # e.g. AADSTS90002 from the tenant's discovery document
+                raise entra_error(http.last_error) from None
             raise _discovery_error(exc, authority_host(s)) from None
 
     def result(self, response: dict) -> TokenResult:

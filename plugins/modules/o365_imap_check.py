@@ -165,15 +165,16 @@ results:
   type: list
   elements: dict
 summary:
-  description: Fleet mode - C(total), C(ok), C(failed), C(by_category) (failures per category) and C(latency_ms) (C(min), C(median), C(p95), C(max) of the total time).
+  description:
+    - Fleet mode - C(total), C(ok), C(failed), C(by_category) (failures per category) and C(latency_ms)
+      (C(min), C(median), C(p95), C(max) of the total time).
   returned: fleet mode
   type: dict
   sample: {"total": 200, "ok": 197, "failed": 3, "by_category": {"auth": 2, "disabled": 1},
            "latency_ms": {"min": 20.1, "median": 31.7, "p95": 55.0, "max": 80.2}}
 """
 
-from ansible_collections.mailops.o365.plugins.module_utils._checks import (
-    CHECK_ARGUMENT_SPEC, CHECK_MUTUALLY_EXCLUSIVE, CHECK_REQUIRED_ONE_OF, run_checks)
+from ansible_collections.mailops.o365.plugins.module_utils._checks import CHECK_ARGUMENT_SPEC, CHECK_MUTUALLY_EXCLUSIVE, CHECK_REQUIRED_ONE_OF, run_checks
 from ansible_collections.mailops.o365.plugins.module_utils._imap import check_imap, validate_folder, validate_search
 from ansible_collections.mailops.o365.plugins.module_utils._module import O365Module
 

@@ -146,7 +146,7 @@ directory:
 counts:
   description:
     - Mailbox x protocol rows by status; C(total) is C(ok + expected_failures + warn + crit + fail).
-      The mail flow test is not counted here (see RV(tenant.mailflow)).
+      The mail flow test is not counted here (see C(mailflow) in RV(tenant)).
   returned: success
   type: dict
   sample: {total: 12, ok: 9, expected_failures: 1, warn: 1, crit: 0, fail: 1, tenants: 1, tenants_failed: 1}

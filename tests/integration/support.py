@@ -12,6 +12,12 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(ROOT, ".venv", "collections")
 ENV_FILE = os.path.join(ROOT, ".lab", "env")
+# One token cache per test run: a cache left by an earlier lab (other signing key) must not leak in.
+CACHE_DIR = tempfile.mkdtemp(prefix="mailops-o365-it-")
+
+
+def cache_path(name: str = "token_cache") -> str:
+    return os.path.join(CACHE_DIR, name + ".json")
 
 
 def lab_env() -> dict:
@@ -91,6 +97,7 @@ def fetch_messages(mailbox: str, header: str, value: str, wait: float = 15.0) ->
     """Messages in ``mailbox``'s INBOX whose ``header`` contains ``value``, read over IMAP with an
     app token (imaplib is fine for test tooling); polls until at least one arrives or ``wait`` passes."""
     import email
+    import email.policy
     import imaplib
     import ssl
     import time

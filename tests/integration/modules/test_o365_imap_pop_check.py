@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.integration.support import lab_env, mint, module_env, run_module
+from tests.integration.support import cache_path, lab_env, mint, module_env, run_module
 
 pytestmark = pytest.mark.lab
 
@@ -29,7 +29,7 @@ def check(protocol, env, security="tls", **args):
     module, tls_key, starttls_key = PROTOCOLS[protocol]
     port = env[tls_key if security == "tls" else starttls_key]
     base = {"host": env["LAB_HOST"], "port": int(port), "security": security, "timeout": 10,
-            "token_cache_path": "/tmp/mailops-o365-it-cache.json"}
+            "token_cache_path": cache_path("checks")}
     base.update(args)
     return run_module(module, base)
 
@@ -98,7 +98,7 @@ def test_server_validates_signature_and_expiry_itself(env, protocol):
 @pytest.mark.parametrize("protocol", ["imap", "pop"])
 def test_app_without_mailbox_permission(env, protocol):
     rc, result = check(protocol, env, mailbox=env["LAB_MAILBOX"], client_id=env["LAB_APP_LIMITED_CLIENT_ID"],
-                       client_secret=env["LAB_APP_LIMITED_SECRET"], token_cache_path="/tmp/mailops-o365-limited.json")
+                       client_secret=env["LAB_APP_LIMITED_SECRET"], token_cache_path=cache_path("limited"))
     assert rc == 1 and result["error"]["category"] == "auth"
     assert "Add-MailboxPermission" in result["error"]["hint"]
 

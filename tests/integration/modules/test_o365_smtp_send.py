@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.integration.support import fetch_messages, lab_env, mint, run_module
+from tests.integration.support import cache_path, fetch_messages, lab_env, mint, run_module
 
 pytestmark = pytest.mark.lab
 
@@ -22,7 +22,7 @@ def env():
 
 def send(env, check_mode=False, **args):
     base = {"host": env["LAB_HOST"], "port": int(env["LAB_SMTP_PORT"]), "timeout": 10,
-            "token_cache_path": "/tmp/mailops-o365-it-smtp.json", "sender": env["LAB_MAILBOX"]}
+            "token_cache_path": cache_path("smtp"), "sender": env["LAB_MAILBOX"]}
     base.update(args)
     return run_module("o365_smtp_send", base, check_mode=check_mode)
 
