@@ -11,7 +11,8 @@ import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(ROOT, ".venv", "collections")
-ENV_FILE = os.path.join(ROOT, ".lab", "env")
+# LAB_STATE_DIR lets a second lab (other ports, other state dir) run beside the default one.
+ENV_FILE = os.path.join(os.environ.get("LAB_STATE_DIR") or os.path.join(ROOT, ".lab"), "env")
 # One token cache per test run: a cache left by an earlier lab (other signing key) must not leak in.
 CACHE_DIR = tempfile.mkdtemp(prefix="mailops-o365-it-")
 
