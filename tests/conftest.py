@@ -13,3 +13,11 @@ if COLLECTIONS not in sys.path:
 
 # The lab's fixtures (`lab`, `lab_clean`) for every test that wants them.
 pytest_plugins = ["tests.lab.pytest_lab"]
+
+
+# These restart or stop lab services: run them after everything else that uses the lab.
+_DISRUPTIVE = ("test_lab_lifecycle.py", "test_lab_faults.py", "test_faults.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.fspath.basename in _DISRUPTIVE)
