@@ -55,9 +55,11 @@ lab-status: venv
 	$(PY) tests/lab/labctl.py status
 
 # --- the two commands ---------------------------------------------------------------------------
+# The lab inventory has deliberately broken mailboxes: report them, do not fail the demo.
 demo: lab-up
 	@set -a; . .lab/env; set +a; \
-	ansible-playbook playbooks/verify_mail.yml
+	ansible-playbook playbooks/verify_mail.yml -e mailbox_reachability_fail_on=never && \
+	echo "HTML report: file://$(CURDIR)/reports/index.html"
 
 # The whole suite. The lab is stopped whatever happens; the exit status is the worst of the parts.
 test: system-deps venv
