@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.integration.support import fetch_messages, lab_env, mint, run_playbook
+from tests.integration.support import cache_path, fetch_messages, lab_env, mint, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -37,7 +37,7 @@ def play(env, playbook: str, tag: str, **extra_env) -> object:
         "O365_FAILURE_MAIL_HOST": env["LAB_HOST"],
         "O365_FAILURE_MAIL_PORT": env["LAB_SMTP_PORT"],
         "O365_FAILURE_MAIL_TIMEOUT": "10",
-        "O365_TOKEN_CACHE_PATH": "/tmp/mailops-o365-it-callback.json",
+        "O365_TOKEN_CACHE_PATH": cache_path("callback"),
         "ANSIBLE_NOCOLOR": "1",
     }
     callback_env.update(extra_env)

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.integration.support import fetch_messages, lab_env, mint, run_module
+from tests.integration.support import cache_path, fetch_messages, lab_env, mint, run_module
 
 pytestmark = pytest.mark.lab
 
@@ -27,7 +27,7 @@ def probe(env, check_mode=False, **args):
             "smtp_host": env["LAB_HOST"], "smtp_port": int(env["LAB_SMTP_PORT"]),
             "imap_host": env["LAB_HOST"], "imap_port": int(env["LAB_IMAP_PORT"]),
             "timeout": 10, "warn_s": 10, "crit_s": 30, "poll_interval_s": 1,
-            "token_cache_path": "/tmp/mailops-o365-it-mailflow.json"}
+            "token_cache_path": cache_path("mailflow")}
     base.update(args)
     return run_module("o365_mailflow_check", base, check_mode=check_mode, timeout=180)
 
@@ -61,7 +61,7 @@ def test_stale_canary_of_an_earlier_run_is_removed_and_counted(env):
     stale_id = "canary-%d-%s" % (int(time.time()) - 3600, uuid.uuid4().hex[:12])
     rc, planted = run_module("o365_smtp_send", {
         "host": env["LAB_HOST"], "port": int(env["LAB_SMTP_PORT"]), "timeout": 10,
-        "token_cache_path": "/tmp/mailops-o365-it-mailflow.json",
+        "token_cache_path": cache_path("mailflow"),
         "sender": env["LAB_MAILBOX"], "to": [env["LAB_MAILBOX_2"]],
         "subject": "[mailops canary] " + stale_id, "headers": {CANARY_HEADER: stale_id}})
     assert rc == 0, planted
