@@ -37,7 +37,10 @@ venv: $(VENV)/.installed $(COLLECTION_LINK)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@echo "Installing Python packages into $(VENV)"
+	@# (this machine's pip config names local indexes that may not exist: hide those warnings only)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 \
+	  | { grep -v "^WARNING: Location .* is ignored" || true; }; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
 $(COLLECTION_LINK):

@@ -47,14 +47,22 @@ def is_app_token(claims: dict) -> bool:
     return "roles" in claims and "scp" not in claims
 
 
+def _epoch(value) -> Optional[int]:
+    """A usable `exp`: a number of seconds a date can hold (not NaN, infinity, a bool or year 300000)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -62135596800 <= value <= 253402300799:
+        return None
+    return int(value)
+
+
 def summarize(claims: Optional[dict]) -> dict:
     """The claims worth showing (no signature, nothing secret), with `exp` as ISO time too."""
     if not claims:
         return {}
     out = {k: claims[k] for k in _SUMMARY_CLAIMS if k in claims}
-    if isinstance(claims.get("exp"), (int, float)):
-        out["exp"] = int(claims["exp"])
-        out["expires_at"] = iso_time(claims["exp"])
+    exp = _epoch(claims.get("exp"))
+    if exp is not None:
+        out["exp"] = exp
+        out["expires_at"] = iso_time(exp)
     return out
 
 
@@ -78,18 +86,21 @@ def diagnose(claims: Optional[dict], protocols: Iterable[str], cloud: Cloud,
         return []
     now = time.time() if now is None else now
     problems = []
-    exp = claims.get("exp")
-    if isinstance(exp, (int, float)) and exp <= now:
+    exp = _epoch(claims.get("exp"))
+    if exp is not None and exp <= now:
         problems.append("token expired at %s" % iso_time(exp))
     aud = claims.get("aud")
-    if aud not in accepted_audiences(cloud):
+    # RFC 7519 4.1.3: `aud` is a string or an array of strings.
+    audiences = [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+    if not set(audiences) & accepted_audiences(cloud):
         problems.append("audience %r is not Exchange Online (%s); request the Outlook scopes, "
                         "not Microsoft Graph's" % (aud, cloud.app_resource))
     tid = claims.get("tid")
-    if tenant_id and GUID_RE.fullmatch(tenant_id) and tid and tid.lower() != tenant_id.lower():
+    if tenant_id and GUID_RE.fullmatch(tenant_id) and isinstance(tid, str) and tid and tid.lower() != tenant_id.lower():
         problems.append("token was issued by tenant %s, not %s" % (tid, tenant_id))
     if is_app_token(claims):
-        roles = claims.get("roles") or []
+        roles = claims.get("roles")
+        roles = roles.split() if isinstance(roles, str) else roles if isinstance(roles, list) else []
         for protocol in protocols:
             if app_role(protocol) not in roles:
                 problems.append("app-only token lacks the %s role needed for %s"
