@@ -197,7 +197,9 @@ _AADSTS = re.compile(r"AADSTS(\d+)")
 
 def entra_error(error: dict, status: Optional[int] = None) -> O365Error:
     """Classify an Entra ID token endpoint error response (msal's result dict)."""
-    codes = [str(c) for c in (error.get("error_codes") or [])]
+    raw_codes = error.get("error_codes")
+    # A proxy or a broken endpoint may send anything: only a list of codes is one.
+    codes = [str(c) for c in raw_codes] if isinstance(raw_codes, list) else []
     description = str(error.get("error_description") or error.get("error") or "unknown error")
     match = _AADSTS.search(description)
     if match and match.group(1) not in codes:
