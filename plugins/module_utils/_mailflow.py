@@ -25,12 +25,14 @@ import secrets
 import time
 from typing import Callable, Iterable, List, NamedTuple, Optional
 
+from ansible_collections.mailops.o365.plugins.module_utils._checks import HOST_RE
 from ansible_collections.mailops.o365.plugins.module_utils._claims import iso_time, require_usable
 from ansible_collections.mailops.o365.plugins.module_utils._clouds import DEFAULT_PORTS, get_cloud
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error, config_error
 from ansible_collections.mailops.o365.plugins.module_utils._imap import check_imap, imap_delete_uids, imap_fetch_headers, quote, validate_folder
 from ansible_collections.mailops.o365.plugins.module_utils._message import parse_address
 from ansible_collections.mailops.o365.plugins.module_utils._send import Prepared, SmtpSender
+from ansible_collections.mailops.o365.plugins.module_utils._smtp import EHLOHOST_RE
 from ansible_collections.mailops.o365.plugins.module_utils._tls import client_context
 from ansible_collections.mailops.o365.plugins.module_utils._token import acquire_token
 from ansible_collections.mailops.o365.plugins.module_utils.xoauth2 import encode_xoauth2
@@ -171,10 +173,10 @@ class ProbeConfig(NamedTuple):
             sender=parse_address("sender_mailbox", params.get("sender_mailbox")).addr_spec,
             recipient=parse_address("recipient_mailbox", params.get("recipient_mailbox")).addr_spec,
             smtp_host=params.get("smtp_host") or cloud.smtp_host,
-            smtp_port=params.get("smtp_port") or DEFAULT_PORTS[("smtp", smtp_security)],
+            smtp_port=_given(params.get("smtp_port"), DEFAULT_PORTS[("smtp", smtp_security)]),
             smtp_security=smtp_security,
             imap_host=params.get("imap_host") or cloud.imap_host,
-            imap_port=params.get("imap_port") or DEFAULT_PORTS[("imap", imap_security)],
+            imap_port=_given(params.get("imap_port"), DEFAULT_PORTS[("imap", imap_security)]),
             imap_security=imap_security,
             folder=validate_folder(params.get("folder") or "INBOX"),
             warn_s=float(params.get("warn_s", 60.0)),
@@ -204,6 +206,17 @@ class ProbeConfig(NamedTuple):
             port = getattr(self, name)
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise config_error(name, "must be an integer between 1 and 65535 (got %r)" % (port,))
+        for name in ("smtp_host", "imap_host"):
+            host = getattr(self, name)
+            if not isinstance(host, str) or not HOST_RE.fullmatch(host):
+                raise config_error(name, "%r is not a host name or address" % (str(host)[:100],))
+        if self.ehlohost is not None and not (isinstance(self.ehlohost, str) and EHLOHOST_RE.match(self.ehlohost)):
+            raise config_error("ehlohost", "must be a host name or address literal without spaces")
+
+
+def _given(value, default):
+    """An option's value when set (0 included, so validation can refuse it), else the default."""
+    return default if value is None else value
 
 
 # ----------------------------------------------------------------------------- the probe

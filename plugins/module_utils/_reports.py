@@ -104,8 +104,8 @@ def judge(result: Optional[dict], expect: str = "ok", thresholds: Optional[dict]
     levels = {b["level"] for b in found}
     base["status"] = "crit" if "crit" in levels else "warn" if "warn" in levels else "ok"
     if found:
-        base["message"] = "slow: " + ", ".join("%s %.0f ms >= %s %.0f ms" % (b["phase"], b["value_ms"], b["level"],
-                                                                            b["threshold_ms"]) for b in found)
+        base["message"] = "slow: " + ", ".join(
+            "%s %.0f ms >= %s %.0f ms" % (b["phase"], b["value_ms"], b["level"], b["threshold_ms"]) for b in found)
     return base
 
 

@@ -72,9 +72,12 @@ class SmtpSender:
         self.settings = settings
         self.mailbox = mailbox
         self.host = host or cloud.smtp_host
-        self.port = port or DEFAULT_PORTS[("smtp", security)]
+        self.port = port if port is not None else DEFAULT_PORTS[("smtp", security)]
         self.security = security
         self.ehlohost = ehlohost
+        # A bad endpoint fails now, before a token is asked for (no network call for bad input).
+        SmtpSession._check_args(self.host, self.port, security, client_context(settings.ca_path, settings.validate_certs),
+                                settings.timeout, ehlohost)
         self.warn = warn
         self.pacer = Pacer(max_per_minute=max_per_minute)
         self.session: Optional[SmtpSession] = None

@@ -45,6 +45,7 @@ MAX_SASL = 16384             # RFC 4954 asks servers for 12288 octets per line
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _SECRETISH = re.compile(r"[A-Za-z0-9+/=._~-]{12,}")
+EHLOHOST_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def _ms(start: float) -> int:
@@ -326,7 +327,7 @@ class SmtpSession:
             raise config_error("context", "an ssl.SSLContext is required (see _tls.client_context)")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise config_error("timeout", "must be a positive number of seconds")
-        if ehlohost is not None and (not isinstance(ehlohost, str) or not re.match(r"^[\x21-\x7e]{1,255}$", ehlohost)):
+        if ehlohost is not None and (not isinstance(ehlohost, str) or not EHLOHOST_RE.match(ehlohost)):
             raise config_error("ehlohost", "must be a host name or address literal without spaces")
 
     def __repr__(self) -> str:

@@ -124,13 +124,22 @@ summary:
 """
 
 from ansible_collections.mailops.o365.plugins.module_utils._checks import CHECK_ARGUMENT_SPEC, CHECK_MUTUALLY_EXCLUSIVE, CHECK_REQUIRED_ONE_OF, run_checks
+from ansible_collections.mailops.o365.plugins.module_utils._errors import config_error
 from ansible_collections.mailops.o365.plugins.module_utils._module import O365Module
 from ansible_collections.mailops.o365.plugins.module_utils._send import check_smtp
+from ansible_collections.mailops.o365.plugins.module_utils._smtp import EHLOHOST_RE
 
 
 def probe(target: dict, sasl: str, context, timeout: float) -> dict:
     return check_smtp(target["host"], target["port"], target["security"], target["mailbox"], sasl, context, timeout,
                       target.get("ehlohost"))
+
+
+def validate(target: dict, where) -> None:
+    """ehlohost is checked with the other options, before any token is asked for."""
+    ehlohost = target.get("ehlohost")
+    if ehlohost is not None and not (isinstance(ehlohost, str) and EHLOHOST_RE.match(ehlohost)):
+        raise config_error(where("ehlohost"), "must be a host name or address literal without spaces")
 
 
 def main() -> None:
@@ -140,7 +149,7 @@ def main() -> None:
         required_one_of=CHECK_REQUIRED_ONE_OF,
         supports_check_mode=True,
     )
-    module.run(lambda: run_checks(module, "smtp", probe, extra_keys=("ehlohost",)))
+    module.run(lambda: run_checks(module, "smtp", probe, extra_keys=("ehlohost",), validate=validate))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def assert_down():
     lab = labctl.state_dir()
     assert labctl.lab_processes(lab) == []
     assert not any(port_open(p) for p in all_ports())
-    for tool in (["pgrep", "-f", str(lab)], ["pgrep", "-f", "dovecot-mailops-lab"]):
+    for tool in (["pgrep", "-f", str(lab)], ["pgrep", "-f", "dovecot-" + labctl.instance_name(lab) + "/"]):
         r = subprocess.run(tool, capture_output=True, text=True)
         assert r.stdout.strip() == "", (tool, r.stdout)
 

@@ -11,9 +11,12 @@ from ansible_collections.mailops.o365.plugins.module_utils._clouds import CLOUDS
 TENANT = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 
 
+def _b64(data):
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
 def jwt(claims):
-    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
-    return "%s.%s.sig" % (enc({"typ": "JWT", "alg": "RS256"}), enc(claims))
+    return "%s.%s.sig" % (_b64({"typ": "JWT", "alg": "RS256"}), _b64(claims))
 
 
 def delegated(**over):

@@ -222,8 +222,8 @@ def rig(monkeypatch, tmp_path):
 
 def test_fast_delivery_is_ok_and_cleaned_up(rig):
     clock, make, probe, _ = rig
-    imap = make(arrive_after=2.5, stale={3: "[mailops canary] canary-%d-aaaaaa" % (NOW - 5000),
-                                          4: "[mailops canary] canary-%d-bbbbbb" % (NOW + 99)})
+    stale = {3: "[mailops canary] canary-%d-aaaaaa" % (NOW - 5000), 4: "[mailops canary] canary-%d-bbbbbb" % (NOW + 99)}
+    imap = make(arrive_after=2.5, stale=stale)
     result = probe()
     assert result["status"] == "ok" and result["ok"] and result["changed"]
     assert result["latency_s"] == 3.0                  # found by the poll after 1 + 2 s
@@ -317,7 +317,7 @@ def test_no_cleanup_leaves_everything(rig):
 def test_cleanup_failure_is_a_warning(rig, monkeypatch):
     _, make, probe, warnings = rig
     make(arrive_after=1)
-    monkeypatch.setattr(mf, "imap_delete_uids", lambda *a, **k: {"ok": False, "error": {"category": "protocol",
-                                                                                            "message": "NO nope"}})
+    refused = {"ok": False, "error": {"category": "protocol", "message": "NO nope"}}
+    monkeypatch.setattr(mf, "imap_delete_uids", lambda *a, **k: refused)
     result = probe()
     assert result["status"] == "ok" and result["removed"] is False and "NO nope" in warnings[-1]
