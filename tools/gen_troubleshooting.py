@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate docs/troubleshooting.md from the classifier's own rule table.
 
     python tools/gen_troubleshooting.py           # (re)write docs/troubleshooting.md

@@ -52,9 +52,9 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
-                                              mutually_exclusive=[("tenant", "tenants")],
-                                              required_one_of=[("tenant", "tenants")])
+        _unused, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
+                                                    mutually_exclusive=[("tenant", "tenants")],
+                                                    required_one_of=[("tenant", "tenants")])
         args = _plain(args)
         try:
             if args.get("tenant") is not None:

@@ -78,7 +78,7 @@ def parse_imap_response_line(line: str) -> ImapLine:
     rest = parts[2] if len(parts) > 2 else ""
     if tag == "*":
         if _NUMBER.fullmatch(first):
-            keyword, _, text = rest.partition(" ")
+            keyword, _unused, text = rest.partition(" ")
             if not keyword:
                 raise ValueError(f"malformed IMAP response: {clip(line, 80)!r}")
             return ImapLine("*", keyword.upper(), int(first), text)
@@ -97,7 +97,7 @@ def parse_response_code(text: str) -> tuple[str, str] | None:
     end = text.find("]")
     if end < 0:
         raise ValueError("unterminated response code")
-    name, _, args = text[1:end].partition(" ")
+    name, _unused, args = text[1:end].partition(" ")
     return name.upper(), args
 
 
@@ -256,7 +256,7 @@ class _Session:
         tag = self._next_tag()
         self.wire.send_line(f"{tag} {text}")
         untagged = []
-        for _ in range(MAX_RESPONSES):
+        for _unused in range(MAX_RESPONSES):
             line, literals = self.read(max_line)
             if line.tag == tag:
                 return line, untagged
@@ -317,7 +317,7 @@ class _Session:
                 self._capability()
 
     def _greeting(self) -> None:
-        text, _ = self._read_raw(MAX_LINE)
+        text, _unused = self._read_raw(MAX_LINE)
         self.greeting = clip(text, 500)  # kept even when it is a BYE
         try:
             line = parse_imap_response_line(text)
@@ -330,7 +330,7 @@ class _Session:
             raise self.protocol("pre-authenticated the connection, so the token cannot be tested")
 
     def _capability(self) -> None:
-        line, _ = self.command("CAPABILITY")
+        line, _unused = self.command("CAPABILITY")
         if line.keyword != "OK":
             raise _refusal(line, "CAPABILITY")
 
@@ -339,7 +339,7 @@ class _Session:
             raise O365Error("tls", f"IMAP server {self.wire.where} does not offer STARTTLS "
                                    f"(capabilities: {' '.join(self.capabilities) or 'none'})",
                             hint="Use security: tls on the implicit TLS port (993) instead.")
-        line, _ = self.command("STARTTLS")
+        line, _unused = self.command("STARTTLS")
         if line.keyword != "OK":
             raise _refusal(line, "STARTTLS", default="tls")
         self.capabilities = []  # pre-TLS capabilities may have been forged; RFC 3501 6.2.1
@@ -361,8 +361,8 @@ class _Session:
     def _auth_loop(self, tag: str, sasl: str, sent: bool) -> None:
         detail: dict[str, str] = {}
         challenges = 0
-        for _ in range(MAX_RESPONSES):
-            line, _ = self.read()
+        for _unused in range(MAX_RESPONSES):
+            line, _unused = self.read()
             if line.tag == tag:
                 if line.keyword == "OK":
                     return
@@ -472,7 +472,7 @@ def _check_uids(uids: list[int]) -> list[int]:
 
 
 def _mailbox_info(untagged: list, result: dict) -> None:
-    for line, _ in untagged:
+    for line, _unused in untagged:
         if line.keyword == "EXISTS" and line.number is not None:
             result["messages"] = line.number
         code = _code(line.text) if line.keyword == "OK" else None
@@ -488,7 +488,7 @@ def _parsed(session: _Session, parser: Callable, text: str, what: str) -> object
 
 
 def _untagged_data(session: _Session, untagged: list, keyword: str, parser: Callable) -> list:
-    return [_parsed(session, parser, line.text, keyword) for line, _ in untagged if line.keyword == keyword]
+    return [_parsed(session, parser, line.text, keyword) for line, _unused in untagged if line.keyword == keyword]
 
 
 # ----------------------------------------------------------------------------- runner
@@ -604,7 +604,7 @@ def imap_delete_uids(host: str, port: int, security: str, user: str, sasl: str, 
         session.mailbox_command(f"UID STORE {uid_set(wanted)} +FLAGS.SILENT (\\Deleted)")
         expunge = f"UID EXPUNGE {uid_set(wanted)}" if session.has("UIDPLUS") else "EXPUNGE"
         untagged = session.mailbox_command(expunge)
-        result["expunged"] = sum(1 for line, _ in untagged if line.keyword == "EXPUNGE")
+        result["expunged"] = sum(1 for line, _unused in untagged if line.keyword == "EXPUNGE")
 
     result = _run(host, port, security, sasl, context, timeout, body)
     result.setdefault("expunged", 0)

@@ -118,7 +118,7 @@ class _Session:
         implicit = security == "tls"
         self.wire.connect(implicit_tls=implicit)
         with self.wire.timed("greeting"):
-            ok, _, line = self.status()
+            ok, _unused, line = self.status()
             self.greeting = clip(line, 500)
             if not ok:
                 raise _refusal(line, "greeting", default="connection")
@@ -132,13 +132,13 @@ class _Session:
 
     def capa(self) -> None:
         """CAPA (multi-line); a refusal just means an RFC 1939-only server."""
-        ok, _, _ = self.command("CAPA")
+        ok, _unused, _unused = self.command("CAPA")
         self.capa_ok = ok
         self.capabilities = parse_capa(self._multiline()) if ok else []
 
     def _multiline(self) -> list[str]:
         lines = []
-        for _ in range(MAX_CAPA_LINES):
+        for _unused in range(MAX_CAPA_LINES):
             line = self.read()
             if line == ".":
                 return lines
@@ -150,7 +150,7 @@ class _Session:
             raise O365Error("tls", f"POP3 server {self.wire.where} does not offer STLS "
                                    f"(capabilities: {', '.join(self.capabilities) or 'none'})",
                             hint="Use security: tls on the implicit TLS port (995) instead.")
-        ok, _, line = self.command("STLS")
+        ok, _unused, line = self.command("STLS")
         if not ok:
             raise _refusal(line, "STLS", default="tls")
         self.capabilities, self.capa_ok = [], False  # pre-TLS answers may have been forged
@@ -178,12 +178,12 @@ class _Session:
             detail = detail or _safe_detail(line[2:])
             self.wire.send_line(answer)
             line = self.read()
-        ok, _, _ = self._parsed(line)
+        ok, _unused, _unused = self._parsed(line)
         if not ok:
             raise _with_detail(self._auth_reply(line, "AUTH"), detail)
 
     def _auth_reply(self, line: str, what: str) -> O365Error:
-        ok, _, _ = self._parsed(line)
+        ok, _unused, _unused = self._parsed(line)
         if ok:
             raise self.protocol(f"answered {what} with +OK before the credentials")
         return _refusal(line, what, default="auth")

@@ -397,7 +397,7 @@ def render_prometheus(report: dict) -> str:
         ("mailops_o365_tenant_up", "1 when the tenant passed (verdict), 0 when it failed."),
         ("mailops_o365_last_run_timestamp_seconds", "Unix time of the run that wrote this file."),
     ]
-    samples: Dict[str, List[str]] = {name: [] for name, _ in families}
+    samples: Dict[str, List[str]] = {name: [] for name, _unused in families}
     for tenant in report["tenants"]:
         name = tenant["name"]
         for check in tenant.get("checks") or []:

@@ -98,7 +98,8 @@ def parse_reply(raw_lines: Sequence[bytes]) -> Reply:
         raise ReplyError("empty reply")
     if len(raw_lines) > MAX_REPLY_LINES:
         raise ReplyError("reply has more than %d lines" % MAX_REPLY_LINES)
-    code, texts = None, []
+    code: Optional[int] = None
+    texts: list = []
     for index, raw in enumerate(raw_lines):
         line_code, last, text = parse_reply_line(raw)
         if code is not None and line_code != code:

@@ -110,13 +110,13 @@ def fetch_messages(mailbox: str, header: str, value: str, wait: float = 15.0) ->
     deadline = time.monotonic() + wait
     while True:
         with imaplib.IMAP4_SSL(env["LAB_HOST"], int(env["LAB_IMAP_PORT"]), ssl_context=context, timeout=10) as imap:
-            imap.authenticate("XOAUTH2", lambda _: raw.encode())
+            imap.authenticate("XOAUTH2", lambda _unused: raw.encode())
             imap.select("INBOX", readonly=True)
-            _, data = imap.uid("SEARCH", None, "HEADER", header, '"%s"' % value)
+            _unused, data = imap.uid("SEARCH", None, "HEADER", header, '"%s"' % value)
             uids = data[0].split()
             found = []
             for uid in uids:
-                _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+                _unused, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
                 found.append(email.message_from_bytes(parts[0][1], policy=email.policy.default))
         if found or time.monotonic() >= deadline:
             return found

@@ -193,7 +193,7 @@ class Lab:
     def _labctl(self, *args, timeout=60):
         r = subprocess.run([sys.executable, str(HERE / "labctl.py"), *args],
                            cwd=str(self.repo_root), capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"labctl {' '.join(args)} failed: {r.stdout}{r.stderr}")
         return r.stdout

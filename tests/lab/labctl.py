@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Control the local Microsoft 365 lab (mock Entra ID + Dovecot + Postfix).
 
 Usage (from the repo root):
@@ -803,7 +802,7 @@ def start_dovecot(lab, p):
                                         "password.")
         r = subprocess.run(["dovecot", "-c", str(lab / "dovecot" / "dovecot.conf")],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                           timeout=20, env=env)
+                           timeout=20, env=env, check=False)
     if r.returncode != 0:
         raise SystemExit(f"dovecot failed to start: {errf.read_text().strip()} "
                          f"(see {lab}/dovecot/dovecot.log)")
@@ -815,7 +814,7 @@ def start_postfix(lab, p):
     errf = lab / "postfix" / "start.err"
     with open(errf, "wb") as err:
         r = subprocess.run(["postfix", "-c", str(lab / "postfix"), "start"],
-                           stdin=subprocess.DEVNULL, stdout=err, stderr=err, timeout=30)
+                           stdin=subprocess.DEVNULL, stdout=err, stderr=err, timeout=30, check=False)
     if r.returncode != 0:
         raise SystemExit(f"postfix failed to start: {errf.read_text().strip()}")
 
@@ -826,7 +825,7 @@ def stop_service(lab, name):
     if name == "postfix" and pid and _pid_alive(pid):
         subprocess.run(["postfix", "-c", str(lab / "postfix"), "stop"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=20)
+                       stderr=subprocess.DEVNULL, timeout=20, check=False)
     _kill_tree(pid)
     try:  # a zombie awaiting reaping by init would look "running" to dovecot/postfix
         pidfile.unlink()
@@ -955,7 +954,7 @@ def cmd_down():
     p = ports()
     for name in ("postfix", "dovecot", "idp"):
         stop_service(lab, name)
-    for pid, _ in lab_processes(lab):  # stragglers (e.g. a crashed master's children)
+    for pid, _unused in lab_processes(lab):  # stragglers (e.g. a crashed master's children)
         _kill_tree(pid, grace=0.5, timeout=2)
     left = lab_processes(lab)
     if left:
@@ -1045,7 +1044,7 @@ def cmd_listener(action, name):
         if service_running(lab, "postfix"):
             subprocess.run(["postfix", "-c", str(lab / "postfix"), "reload"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=20)
+                           stderr=subprocess.DEVNULL, timeout=20, check=False)
     if service_running(lab, service) and not wait_ports([p[key]], up=(action == "start"),
                                                         timeout=15):
         raise SystemExit(f"listener {name} did not {action}")
@@ -1078,7 +1077,7 @@ def main(argv=None):
     if cmd in ("stop-listener", "start-listener") and len(argv) == 2:
         return cmd_listener(cmd.split("-")[0], argv[1])
     if cmd.startswith(("stop-", "start-")):
-        action, _, name = cmd.partition("-")
+        action, _unused, name = cmd.partition("-")
         return cmd_service(action, name)
     print(__doc__)
     return 2

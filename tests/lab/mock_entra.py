@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Mock Microsoft Entra ID (Azure AD v2.0 endpoints) for the local M365 lab.
 
 Serves HTTPS on 127.0.0.1 only. Signs real RS256 JWTs shaped like the access
@@ -229,7 +228,7 @@ class State:
     def user_token_claims(self, tenant, app, mailbox, scopes, lifetime=None):
         c = self._common(tenant, app, lifetime)
         name = mailbox.get("display_name") or mailbox["address"]
-        given, _, family = name.partition(" ")
+        given, _unused, family = name.partition(" ")
         c.update({
             "aud": OUTLOOK_DELEGATED,
             "acct": 0,
@@ -273,7 +272,7 @@ class State:
 
 
 def consented_scopes(app):
-    return [s for s in app.get("delegated", [])]
+    return list(app.get("delegated", []))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -469,7 +468,7 @@ class Handler(BaseHTTPRequestHandler):
         secret = form.get("client_secret")
         if auth.lower().startswith("basic "):
             try:
-                cid, _, sec = base64.b64decode(auth[6:]).decode().partition(":")
+                cid, _unused, sec = base64.b64decode(auth[6:]).decode().partition(":")
                 client_id = client_id or cid
                 secret = sec
             except Exception:  # noqa: BLE001
@@ -579,7 +578,7 @@ class Handler(BaseHTTPRequestHandler):
         consented = consented_scopes(app)
         wanted = []
         for s in resource_scopes:
-            res, _, short = s.rpartition("/")
+            res, _unused, short = s.rpartition("/")
             if res not in OUTLOOK_RESOURCES:
                 if res.startswith("http"):
                     raise AADError(400, "invalid_resource", 500011,
@@ -692,14 +691,14 @@ class Handler(BaseHTTPRequestHandler):
                     "exp": now() + self.st.rt_lifetime,
                 }
             body["refresh_token"] = rt
-        if "openid" in requested or True:
-            body["id_token"] = self.st.id_token(tenant, app, mailbox, nonce)
+        # Always an id_token: msal needs it (or client_info) to find the account, asked for or not.
+        body["id_token"] = self.st.id_token(tenant, app, mailbox, nonce)
         body["client_info"] = b64url(json.dumps(
             {"uid": mailbox["oid"], "utid": tenant["id"]}).encode())
         return self._send(200, body)
 
     def _grant_refresh(self, tenant, form):
-        app, _ = self._client(tenant, form, require_confidential=False)
+        app, _unused = self._client(tenant, form, require_confidential=False)
         rt = form.get("refresh_token")
         if not rt:
             raise AADError(400, "invalid_request", 900144,
@@ -722,7 +721,7 @@ class Handler(BaseHTTPRequestHandler):
                            "The refresh token has expired due to inactivity. The token was "
                            "issued on 2024-01-01T00:00:00.0000000Z and was inactive for "
                            "90.00:00:00.")
-        _, mailbox = self._user(info["user"])
+        _unused, mailbox = self._user(info["user"])
         scope = form.get("scope") or info["scope"]
         return self._delegated_response(tenant, app, mailbox, scope, rt_family=rt)
 
@@ -734,10 +733,10 @@ class Handler(BaseHTTPRequestHandler):
                            f"Application with identifier '{client_id}' was not found in the "
                            f"directory '{tenant['display_name']}'.")
         self.st.count(client=client_id)
-        _, app = entry
+        _unused, app = entry
         self._delegated_scopes(app, form.get("scope"))  # validate early like Entra
         device_code = "DAQABAAEAAA" + b64url(secrets.token_bytes(40))
-        user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(9))
+        user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _unused in range(9))
         verification = f"{self.st.base_url}/devicelogin"
         with self.st.lock:
             self.st.device_codes[device_code] = {
@@ -752,7 +751,7 @@ class Handler(BaseHTTPRequestHandler):
                        f"enter the code {user_code} to authenticate."})
 
     def _grant_device(self, tenant, form):
-        app, _ = self._client(tenant, form, require_confidential=False)
+        app, _unused = self._client(tenant, form, require_confidential=False)
         code = form.get("device_code")
         with self.st.lock:
             info = self.st.device_codes.get(code or "")
@@ -773,7 +772,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.st.lock:
             self.st.device_codes.pop(code, None)
             self.st.user_codes.pop(info["user_code"], None)
-        _, mailbox = self._user(info["user"])
+        _unused, mailbox = self._user(info["user"])
         return self._delegated_response(tenant, app, mailbox, info["scope"])
 
     def _authorize(self, tenant, q):
@@ -784,7 +783,7 @@ class Handler(BaseHTTPRequestHandler):
             raise AADError(400, "unauthorized_client", 700016,
                            f"Application with identifier '{client_id}' was not found in the "
                            f"directory '{tenant['display_name']}'.")
-        _, app = entry
+        _unused, app = entry
         self.st.count(client=client_id)
         state = q.get("state")
 
@@ -804,7 +803,7 @@ class Handler(BaseHTTPRequestHandler):
             return redirect({"error": "invalid_request", "error_description":
                              f"AADSTS50034: The user account {hint} does not exist in the "
                              f"{tenant['domain']} directory."})
-        _, mailbox = entry_u
+        _unused, mailbox = entry_u
         try:
             self._delegated_scopes(app, q.get("scope"))
             if mailbox.get("mfa_required"):
@@ -828,7 +827,7 @@ class Handler(BaseHTTPRequestHandler):
         return redirect({"code": code, "session_state": str(uuid.uuid4())})
 
     def _grant_auth_code(self, tenant, form):
-        app, _ = self._client(tenant, form, require_confidential=False)
+        app, _unused = self._client(tenant, form, require_confidential=False)
         code = form.get("code")
         with self.st.lock:
             info = self.st.auth_codes.get(code or "")
@@ -854,7 +853,7 @@ class Handler(BaseHTTPRequestHandler):
                                "in the authorization request.")
         with self.st.lock:
             self.st.auth_codes.pop(code, None)
-        _, mailbox = self._user(info["user"])
+        _unused, mailbox = self._user(info["user"])
         scope = form.get("scope") or info["scope"]
         return self._delegated_response(tenant, app, mailbox, scope, nonce=info["nonce"])
 

@@ -39,7 +39,7 @@ def tool(name: str) -> str:
 
 def run(args, cwd) -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
-    proc = subprocess.run(args, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(args, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, "%s failed (%d):\n%s\n%s" % (
         " ".join(map(str, args)), proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
     return proc

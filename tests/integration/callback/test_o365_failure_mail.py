@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import email.policy  # noqa: F401 - support.fetch_messages uses email.policy without importing it
 import json
 import os
 import uuid

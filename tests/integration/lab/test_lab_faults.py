@@ -22,7 +22,7 @@ def token_request(lab, **extra):
 def test_counters(lab_clean):
     lab = lab_clean
     assert lab.counters()["token_requests"] == 0
-    for _ in range(3):
+    for _unused in range(3):
         assert token_request(lab).status_code == 200
     c = lab.counters()
     assert c["token_requests"] == 3
@@ -39,7 +39,7 @@ def test_counters(lab_clean):
 def test_fault_429_retry_after(lab_clean):
     lab = lab_clean
     lab.fault("token", status=429, retry_after=7, count=2)
-    for _ in range(2):
+    for _unused in range(2):
         r = token_request(lab)
         assert r.status_code == 429
         assert r.headers["Retry-After"] == "7"

@@ -23,7 +23,7 @@ import labctl  # noqa: E402
 
 def run(*args, timeout=60):
     r = subprocess.run([sys.executable, str(LABCTL), *args], cwd=str(REPO),
-                       capture_output=True, text=True, timeout=timeout)
+                       capture_output=True, text=True, timeout=timeout, check=False)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -45,7 +45,7 @@ def assert_down():
     assert labctl.lab_processes(lab) == []
     assert not any(port_open(p) for p in all_ports())
     for tool in (["pgrep", "-f", str(lab)], ["pgrep", "-f", "dovecot-" + labctl.instance_name(lab) + "/"]):
-        r = subprocess.run(tool, capture_output=True, text=True)
+        r = subprocess.run(tool, capture_output=True, text=True, check=False)
         assert r.stdout.strip() == "", (tool, r.stdout)
 
 
@@ -57,7 +57,7 @@ def assert_up():
 
 def test_up_down_twice_leaves_nothing():
     try:
-        for _ in range(2):
+        for _unused in range(2):
             rc, out = run("down")
             assert rc == 0, out
             assert_down()
@@ -78,7 +78,7 @@ def test_up_down_twice_leaves_nothing():
             assert f"\n{key}=" in "\n" + text, key
         # shell-sourceable
         r = subprocess.run(["bash", "-c", f"set -e; . {env}; echo $LAB_MAILBOX"],
-                           capture_output=True, text=True, timeout=10)
+                           capture_output=True, text=True, timeout=10, check=False)
         assert r.stdout.strip() == "adele@contoso.test"
     finally:
         run("up")
@@ -87,7 +87,7 @@ def test_up_down_twice_leaves_nothing():
 
 def test_service_knob_down_then_up():
     try:
-        rc, _ = run("stop-dovecot")
+        rc, _unused = run("stop-dovecot")
         assert rc == 0
         assert not port_open(labctl.ports()["LAB_IMAP_PORT"])
         rc, out = run("status")

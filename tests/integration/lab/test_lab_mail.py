@@ -23,7 +23,7 @@ def curl(lab, url, user, token, *extra, timeout=10):
     cmd = [CURL, "-sS", "--noproxy", "*", "--max-time", str(timeout),
            "--cacert", lab.ca_path, "--login-options", "AUTH=XOAUTH2",
            "--oauth2-bearer", token, "-u", f"{user}:", url, *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, env=env, check=False)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -93,8 +93,8 @@ def test_curl_pop3(lab, url):
 @pytest.mark.parametrize("implicit", [False, True])
 def test_curl_smtp_then_imap_roundtrip(lab, tmp_path, implicit):
     user, rcpt = lab.env["LAB_MAILBOX"], lab.env["LAB_MAILBOX_2"]
-    (rc, _, err), subject = send_curl(lab, user, lab.mint("app", user), rcpt, tmp_path,
-                                      implicit=implicit)
+    (rc, _unused, err), subject = send_curl(lab, user, lab.mint("app", user), rcpt, tmp_path,
+                                            implicit=implicit)
     assert rc == 0, err
     msgs = lab.read_mailbox(rcpt, search=f'SUBJECT "{subject}"',
                             wait_for=lambda ms: any(m["Subject"] == subject for m in ms))
@@ -125,7 +125,7 @@ BAD = {
 @pytest.mark.parametrize("bad", sorted(BAD))
 def test_curl_imap_rejects_bad_token(lab, kind, bad):
     user = lab.env["LAB_MAILBOX"]
-    rc, _, err = curl(lab, imaps(lab), user, lab.mint(kind, user, **BAD[bad]))
+    rc, _unused, err = curl(lab, imaps(lab), user, lab.mint(kind, user, **BAD[bad]))
     assert rc == 67, (rc, err)  # CURLE_LOGIN_DENIED
 
 
@@ -134,16 +134,16 @@ def test_curl_imap_rejects_bad_token(lab, kind, bad):
 def test_curl_pop3_and_smtp_reject_bad_token(lab, tmp_path, bad):
     user = lab.env["LAB_MAILBOX"]
     token = lab.mint("app", user, **BAD[bad])
-    rc, _, err = curl(lab, pop3s(lab), user, token)
+    rc, _unused, err = curl(lab, pop3s(lab), user, token)
     assert rc == 67, (rc, err)
-    (rc, _, err), _ = send_curl(lab, user, token, lab.env["LAB_MAILBOX_2"], tmp_path)
+    (rc, _unused, err), _unused = send_curl(lab, user, token, lab.env["LAB_MAILBOX_2"], tmp_path)
     assert rc == 67, (rc, err)
 
 
 @requires_curl
 def test_curl_other_users_token_refused(lab):
-    rc, _, err = curl(lab, imaps(lab), lab.env["LAB_MAILBOX"],
-                      lab.mint("delegated", lab.env["LAB_MAILBOX_2"]))
+    rc, _unused, err = curl(lab, imaps(lab), lab.env["LAB_MAILBOX"],
+                            lab.mint("delegated", lab.env["LAB_MAILBOX_2"]))
     assert rc == 67, err
 
 
@@ -178,7 +178,7 @@ def test_protocol_switches(lab, tmp_path):
     assert curl(lab, pop3s(lab), noimap, lab.mint("delegated", noimap))[0] == 0
     assert curl(lab, pop3s(lab), nopop, lab.mint("delegated", nopop))[0] == 67
     assert curl(lab, imaps(lab), nopop, lab.mint("delegated", nopop))[0] == 0
-    (rc, _, _), _ = send_curl(lab, nosmtp, lab.mint("delegated", nosmtp), noimap, tmp_path)
+    (rc, _unused, _unused), _unused = send_curl(lab, nosmtp, lab.mint("delegated", nosmtp), noimap, tmp_path)
     assert rc == 67
     assert curl(lab, imaps(lab), nosmtp, lab.mint("app", nosmtp))[0] == 0
 
@@ -218,7 +218,7 @@ def test_imap_only_token_refused_by_smtp_and_pop(lab, tmp_path):
     token = lab.mint("delegated", user, client_id=lab.env["LAB_PUBLIC_IMAP_ONLY_CLIENT_ID"])
     assert curl(lab, imaps(lab), user, token)[0] == 0
     assert curl(lab, pop3s(lab), user, token)[0] == 67
-    (rc, _, _), _ = send_curl(lab, user, token, lab.env["LAB_MAILBOX_2"], tmp_path)
+    (rc, _unused, _unused), _unused = send_curl(lab, user, token, lab.env["LAB_MAILBOX_2"], tmp_path)
     assert rc == 67
 
 

@@ -117,7 +117,7 @@ def test_certificate_wrong_key_rejected(lab):
     assert r.get("error") == "invalid_client" and 700027 in r["error_codes"], r
 
 
-def _device_token(lab, user="adele@contoso.test", client_id=None, scopes=USER_SCOPES):
+def _device_token(lab, user="adele@contoso.test", client_id=None, scopes=tuple(USER_SCOPES)):
     app = pca(lab, client_id)
     flow = app.initiate_device_flow(scopes=scopes)
     assert "user_code" in flow, flow
@@ -179,7 +179,7 @@ def test_refresh_token_expired_700082(lab):
 
 
 def test_refresh_token_other_tenant_7000012(lab):
-    _, first = _device_token(lab)
+    _unused, first = _device_token(lab)
     app01 = lab.tenant("tenant01.test")["apps"][0]
     # a contoso refresh token redeemed at tenant01's endpoint (by tenant01's own app,
     # so client authentication passes and the grant check answers)
@@ -279,7 +279,7 @@ def test_aadsts65001_consent_missing(lab):
 
 
 def test_aadsts50076_mfa_required(lab):
-    _, r = _device_token(lab, user=lab.env["LAB_MFA_MAILBOX"])
+    _unused, r = _device_token(lab, user=lab.env["LAB_MFA_MAILBOX"])
     _err(r, 50076, "invalid_grant")
     app = pca(lab)
     flow = app.initiate_auth_code_flow(USER_SCOPES, redirect_uri=REDIRECT,

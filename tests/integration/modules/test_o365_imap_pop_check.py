@@ -193,7 +193,7 @@ def test_fleet_fail_on_error_false_still_returns_everything(env):
 
 
 def test_check_mode_runs_the_real_check(env):
-    module, _, _ = PROTOCOLS["imap"]
+    module, _unused, _unused = PROTOCOLS["imap"]
     rc, result = run_module(module, {"host": env["LAB_HOST"], "port": int(env["LAB_IMAP_PORT"]),
                                      "mailbox": env["LAB_MAILBOX"]}, check_mode=True, env=module_env())
     assert rc == 0 and result["ok"] and result["changed"] is False

@@ -1,7 +1,6 @@
 """o365_mailflow_check against the lab: Postfix submission -> LMTP -> Dovecot, found and deleted over IMAP."""
 from __future__ import annotations
 
-import email.policy  # noqa: F401 - support.fetch_messages uses email.policy without importing it
 import imaplib
 import json
 import ssl

@@ -122,7 +122,7 @@ class StallAfterData:
         self.listener.settimeout(0.2)
         while not self.stop.is_set():
             try:
-                conn, _ = self.listener.accept()
+                conn, _unused = self.listener.accept()
             except OSError:
                 continue
             self.connections += 1
@@ -173,7 +173,7 @@ def test_server_silent_after_data_is_never_resent(env):
                           ca_path=str(cert_dir() / "cert.pem"), access_token=mint("app", env["LAB_MAILBOX"]))
         elapsed = time.monotonic() - start
     assert rc == 1 and result["delivery"] == "unknown" and result["error"]["category"] == "timeout"
-    assert sum(1 for _, line in fake.log if line.upper() == "DATA") == 1
+    assert sum(1 for _unused, line in fake.log if line.upper() == "DATA") == 1
     assert fake.connections == 1 and elapsed < 2 + 4
 
 

@@ -1,7 +1,6 @@
 """send_alert.yml delivers; bootstrap_token.yml completes the device code flow with a headless approval."""
 from __future__ import annotations
 
-import email.policy  # noqa: F401 - support.fetch_messages uses email.policy without importing it
 import json
 import os
 import subprocess

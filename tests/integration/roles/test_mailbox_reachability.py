@@ -39,7 +39,7 @@ def verify(tmp_path_factory):
 
 
 def test_run_fails_only_for_the_broken_mailbox(verify):
-    proc, _ = verify
+    proc, _unused = verify
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out  # ghost@ fails by design
     assert "HTML report:" in out, out
@@ -49,7 +49,7 @@ def test_run_fails_only_for_the_broken_mailbox(verify):
 
 
 def test_json_counts_match_the_inventory(verify):
-    _, reports = verify
+    _unused, reports = verify
     for path in (reports / "report.json", reports / "contoso" / "report.json"):
         data = json.loads(path.read_text())
         rows = _expected_rows()
@@ -69,7 +69,7 @@ def test_json_counts_match_the_inventory(verify):
 
 
 def test_mailflow_latency_is_measured(verify):
-    _, reports = verify
+    _unused, reports = verify
     flow = json.loads((reports / "report.json").read_text())["tenants"][0]["mailflow"]
     assert flow["status"] in ("ok", "warn"), flow
     assert flow["latency_s"] is not None and flow["latency_s"] >= 0
@@ -78,7 +78,7 @@ def test_mailflow_latency_is_measured(verify):
 def test_junit_and_prometheus_parse(verify):
     from prometheus_client.parser import text_string_to_metric_families
 
-    _, reports = verify
+    _unused, reports = verify
     root = ET.parse(reports / "junit.xml").getroot()
     cases = [c for c in root.iter("testcase") if not c.get("name").startswith("mailflow ")]
     assert len(cases) == len(_expected_rows())
@@ -88,10 +88,10 @@ def test_junit_and_prometheus_parse(verify):
 
 
 def test_html_renders_in_chromium(verify, tmp_path):
-    _, reports = verify
+    _unused, reports = verify
     page = reports / "index.html"
     text = page.read_text()
-    for address, _ in _expected_rows():
+    for address, _unused in _expected_rows():
         assert address in text
     if not os.path.exists(CHROMIUM):
         pytest.fail("chromium is missing (make test installs it)")
@@ -103,7 +103,7 @@ def test_html_renders_in_chromium(verify, tmp_path):
     assert shot.exists() and shot.stat().st_size > 10000
     dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60, check=False).stdout
     assert '<table class="checks">' in dom
-    for address, _ in _expected_rows():
+    for address, _unused in _expected_rows():
         assert address in dom
 
 
@@ -135,7 +135,7 @@ def _multi_inventory(path, count: int = 3) -> list:
 
 
 def test_three_tenants_one_token_request_each(tmp_path):
-    names, secrets, _, client_ids = _multi_inventory(tmp_path / "inventory.yml")
+    names, secrets, _unused, client_ids = _multi_inventory(tmp_path / "inventory.yml")
     env = dict(secrets, O365_TOKEN_CACHE_PATH=str(tmp_path / "cache.json"))
     support.lab_call("POST", "/counters/reset", {})
     proc = support.run_playbook("playbooks/verify_mail.yml", env=env, timeout=300,

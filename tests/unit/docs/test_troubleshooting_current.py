@@ -35,12 +35,12 @@ def test_page_is_what_the_generator_writes_now(gen, page):
 
 
 def test_check_mode(tmp_path):
-    ok = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60)
+    ok = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60, check=False)
     assert ok.returncode == 0, ok.stderr
     stale = tmp_path / "troubleshooting.md"
     stale.write_text("# old\n")
     bad = subprocess.run([sys.executable, str(GENERATOR), "--check", "--output", str(stale)],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 1
     assert "not current" in bad.stderr
 

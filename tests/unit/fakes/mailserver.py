@@ -146,7 +146,7 @@ class FakeMailServer:
     def _serve(self) -> None:
         conn: Any = None
         try:
-            conn, _ = self._listener.accept()
+            conn, _unused = self._listener.accept()
             conn.settimeout(self.step_timeout)
             if self.implicit_tls:
                 conn = _server_context().wrap_socket(conn, server_side=True)

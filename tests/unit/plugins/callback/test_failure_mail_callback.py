@@ -118,8 +118,8 @@ class FakeSender:
         self.settings, self.mailbox = settings, mailbox
 
     def open(self):
-        if FakeSender.fail:
-            raise FakeSender.fail
+        if FakeSender.fail is not None:
+            raise FakeSender.fail  # pylint: disable=raising-bad-type
 
     def send_all(self, prepared):
         FakeSender.sent.append(prepared[0])
@@ -148,7 +148,7 @@ def plugin(monkeypatch, tmp_path):
 
 
 def test_one_mail_for_the_run_listing_every_failure(plugin):
-    p, display, _ = plugin
+    p, display, _unused = plugin
     p.v2_runner_on_failed(Result("web01", "Render", {"msg": "render failed with %s and %s" % (SECRET, jwt())}))
     p.v2_runner_on_failed(Result("db01", "Migrate", {"msg": "migration failed"}))
     p.v2_runner_on_failed(Result("web01", "Ignored", {"msg": "ignored"}), ignore_errors=True)
@@ -167,7 +167,7 @@ def test_one_mail_for_the_run_listing_every_failure(plugin):
 
 
 def test_nothing_sent_when_nothing_failed_or_all_failures_were_rescued(plugin):
-    p, _, _ = plugin
+    p, _unused, _unused = plugin
     p.v2_playbook_on_stats(Stats(web01={"ok": 3}))
     p.v2_runner_on_failed(Result("web01", "Fails then rescued", {"msg": "x"}))
     p.v2_playbook_on_stats(Stats(web01={"ok": 3, "rescued": 1}))
@@ -175,7 +175,7 @@ def test_nothing_sent_when_nothing_failed_or_all_failures_were_rescued(plugin):
 
 
 def test_send_failure_is_a_scrubbed_warning(plugin):
-    p, display, _ = plugin
+    p, display, _unused = plugin
     FakeSender.fail = O365Error("auth", "SMTP server refused: 535 5.7.3 for %s" % SECRET, hint="token %s" % jwt())
     p.v2_runner_on_failed(Result("web01", "Render", {"msg": "x"}))
     p.v2_playbook_on_stats(Stats(web01={"failures": 1}))
@@ -184,7 +184,7 @@ def test_send_failure_is_a_scrubbed_warning(plugin):
 
 
 def test_unexpected_exception_never_escapes(plugin, monkeypatch):
-    p, display, _ = plugin
+    p, display, _unused = plugin
     FakeSender.fail = RuntimeError("socket exploded near %s" % SECRET)
     p.v2_runner_on_failed(Result("web01", "Render", {"msg": "x"}))
     p.v2_playbook_on_stats(Stats(web01={"failures": 1}))

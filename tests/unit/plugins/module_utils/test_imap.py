@@ -167,7 +167,7 @@ def test_examine_no_for_a_missing_folder_is_protocol():
 C: \\S+ STATUS "Nope" .*
 S: {tag} NO [NONEXISTENT] Mailbox doesn't exist: Nope
 """) + LOGOUT
-    result, _ = run(steps, folder="Nope")
+    result, _unused = run(steps, folder="Nope")
     assert result["authenticated"] and not result["ok"]
     assert result["error"]["category"] == "protocol"
     assert "NONEXISTENT" in result["error"]["server_reply"]
@@ -244,13 +244,13 @@ def test_starttls_not_offered_is_tls():
     steps = transcript("""
 S: * OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] plain text
 """) + [("HANG", 2)]
-    result, _ = run(steps, security="starttls")
+    result, _unused = run(steps, security="starttls")
     assert result["error"]["category"] == "tls"
     assert "STARTTLS" in result["error"]["message"]
 
 
 def test_greeting_bye_is_classified():
-    result, _ = run(transcript("S: * BYE Too many connections, try later"))
+    result, _unused = run(transcript("S: * BYE Too many connections, try later"))
     assert not result["ok"]
     assert result["error"]["category"] == "throttled"
     assert "Too many connections" in result["error"]["message"]
@@ -258,7 +258,7 @@ def test_greeting_bye_is_classified():
 
 
 def test_concurrent_probes_share_no_state():
-    servers = [FakeMailServer(HELLO + AUTH_OK + MAILBOX + LOGOUT, implicit_tls=True) for _ in range(12)]
+    servers = [FakeMailServer(HELLO + AUTH_OK + MAILBOX + LOGOUT, implicit_tls=True) for _unused in range(12)]
     for srv in servers:
         srv.__enter__()
     try:
@@ -274,7 +274,7 @@ def test_concurrent_probes_share_no_state():
 
 def test_server_closes_mid_auth():
     steps = HELLO + [("C", rf"\S+ AUTHENTICATE XOAUTH2 {SASL_RE}"), ("CLOSE",)]
-    result, _ = run(steps)
+    result, _unused = run(steps)
     assert result["error"]["category"] == "connection"
     assert "connection closed by server during auth" in result["error"]["message"]
     assert not result["authenticated"]
@@ -296,18 +296,18 @@ def test_connection_refused():
 
 
 def test_untrusted_certificate_is_tls():
-    result, _ = run([("S", GREETING)], context=untrusting_context())
+    result, _unused = run([("S", GREETING)], context=untrusting_context())
     assert result["error"]["category"] == "tls"
     assert result["error"]["hint"]
 
 
 def test_line_too_long_is_protocol():
-    result, _ = run([("RAW", b"* OK " + b"x" * 70000 + b"\r\n"), ("HANG", 1)])
+    result, _unused = run([("RAW", b"* OK " + b"x" * 70000 + b"\r\n"), ("HANG", 1)])
     assert result["error"]["category"] == "protocol"
 
 
 def test_timings_present_and_consistent():
-    result, _ = run(HELLO + AUTH_OK + MAILBOX + LOGOUT)
+    result, _unused = run(HELLO + AUTH_OK + MAILBOX + LOGOUT)
     timings = result["timings"]
     assert set(timings) == {"connect", "tls", "greeting", "auth", "command", "total"}
     assert all(isinstance(v, float) and v >= 0 for v in timings.values())
@@ -401,7 +401,7 @@ def test_server_echoing_the_token_is_redacted():
 C: \\S+ AUTHENTICATE XOAUTH2 {SASL_RE}
 S: {{tag}} NO bad token {TOKEN} in {SASL}
 """) + LOGOUT
-    result, _ = run(steps)  # run() asserts the absence
+    result, _unused = run(steps)  # run() asserts the absence
     assert "<redacted>" in result["error"]["message"]
 
 

@@ -46,7 +46,7 @@ def test_should_fail(status, fail_on, fails):
 
 def test_backoff_doubles_and_is_capped():
     seen, interval = [], 1.0
-    for _ in range(8):
+    for _unused in range(8):
         seen.append(interval)
         interval = mf.next_interval(interval, 10.0)
     assert seen == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0, 10.0]
@@ -55,7 +55,7 @@ def test_backoff_doubles_and_is_capped():
 # ----------------------------------------------------------------------------- tagging
 
 def test_canary_ids_are_unique_and_carry_their_time():
-    ids = {mf.new_canary_id(NOW) for _ in range(1000)}
+    ids = {mf.new_canary_id(NOW) for _unused in range(1000)}
     assert len(ids) == 1000
     assert all(i.startswith("canary-1700000000-") for i in ids)
     assert mf.canary_epoch("[mailops canary] " + next(iter(ids))) == 1700000000
@@ -152,8 +152,8 @@ class FakeSender:
         self.mailbox = mailbox
 
     def open(self):
-        if FakeSender.fail_open:
-            raise FakeSender.fail_open
+        if FakeSender.fail_open is not None:
+            raise FakeSender.fail_open  # pylint: disable=raising-bad-type
 
     def send_all(self, prepared):
         FakeSender.sent.append(prepared[0].message)
@@ -221,7 +221,7 @@ def rig(monkeypatch, tmp_path):
 
 
 def test_fast_delivery_is_ok_and_cleaned_up(rig):
-    clock, make, probe, _ = rig
+    clock, make, probe, _unused = rig
     stale = {3: "[mailops canary] canary-%d-aaaaaa" % (NOW - 5000), 4: "[mailops canary] canary-%d-bbbbbb" % (NOW + 99)}
     imap = make(arrive_after=2.5, stale=stale)
     result = probe()
@@ -235,14 +235,14 @@ def test_fast_delivery_is_ok_and_cleaned_up(rig):
 
 
 def test_slow_delivery_is_warn(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     make(arrive_after=20)
     result = probe()
     assert result["status"] == "warn" and not result["ok"] and 20 <= result["latency_s"] < 60
 
 
 def test_never_arrives_is_lost_within_the_bound(rig):
-    clock, make, probe, _ = rig
+    clock, make, probe, _unused = rig
     imap = make(arrive_after=None)
     start = clock.t
     result = probe()
@@ -253,21 +253,21 @@ def test_never_arrives_is_lost_within_the_bound(rig):
 
 
 def test_arrival_at_the_last_poll_is_crit(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     make(arrive_after=59.5)
     result = probe()
     assert result["status"] == "crit" and result["latency_s"] >= 60
 
 
 def test_transient_poll_errors_are_retried(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     make(arrive_after=1, poll_errors=[{"category": "connection", "message": "reset"}])
     result = probe()
     assert result["status"] == "ok" and result["polls"] == 2
 
 
 def test_auth_error_while_polling_stops_at_once(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     imap = make(arrive_after=1, poll_errors=[{"category": "auth", "message": "NO AUTHENTICATE failed."}])
     result = probe()
     assert result["status"] == "error" and result["error"]["category"] == "auth" and imap.polls == 1
@@ -275,14 +275,14 @@ def test_auth_error_while_polling_stops_at_once(rig):
 
 
 def test_every_poll_failing_is_error_not_lost(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     make(arrive_after=1, poll_errors=[{"category": "timeout", "message": "slow"}] * 100)
     result = probe()
     assert result["status"] == "error" and result["error"]["category"] == "timeout"
 
 
 def test_smtp_login_failure_sends_nothing(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     imap = make(arrive_after=1)
     FakeSender.fail_open = O365Error("disabled", "SMTP server refused: 535 5.7.139 SmtpClientAuthentication is disabled")
     result = probe()
@@ -291,7 +291,7 @@ def test_smtp_login_failure_sends_nothing(rig):
 
 
 def test_unknown_delivery_is_reported_and_never_resent(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     imap = make(arrive_after=1)
     FakeSender.delivery = "unknown"
     result = probe()
@@ -300,7 +300,7 @@ def test_unknown_delivery_is_reported_and_never_resent(rig):
 
 
 def test_check_mode_logs_in_and_sends_nothing(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     imap = make(arrive_after=1, stale={3: "[mailops canary] canary-%d-aaaaaa" % (NOW - 5000)})
     result = probe(check_mode=True)
     assert result["status"] == "ok" and result["changed"] is False and FakeSender.sent == []
@@ -308,14 +308,14 @@ def test_check_mode_logs_in_and_sends_nothing(rig):
 
 
 def test_no_cleanup_leaves_everything(rig):
-    _, make, probe, _ = rig
+    _unused, make, probe, _unused = rig
     imap = make(arrive_after=1, stale={3: "[mailops canary] canary-%d-aaaaaa" % (NOW - 5000)})
     result = probe(cleanup=False)
     assert result["status"] == "ok" and imap.deleted == [] and result["removed"] is False
 
 
 def test_cleanup_failure_is_a_warning(rig, monkeypatch):
-    _, make, probe, warnings = rig
+    _unused, make, probe, warnings = rig
     make(arrive_after=1)
     refused = {"ok": False, "error": {"category": "protocol", "message": "NO nope"}}
     monkeypatch.setattr(mf, "imap_delete_uids", lambda *a, **k: refused)

@@ -108,21 +108,21 @@ def test_bcc_only_in_envelope():
 
 
 def test_message_id_domain_and_extra_headers():
-    msg, _ = build_message(spec(headers={"X-Ticket": "INC-1", "X-Note": "déjà vu", "Sender": "ops@example.com",
-                                         "X-Priority": 3}), message_id_domain="mail.example.org")
+    msg, _unused = build_message(spec(headers={"X-Ticket": "INC-1", "X-Note": "déjà vu", "Sender": "ops@example.com",
+                                               "X-Priority": 3}), message_id_domain="mail.example.org")
     back = parse(msg)
     assert back["Message-ID"].endswith("@mail.example.org>")
     assert back["X-Ticket"] == "INC-1" and back["X-Note"] == "déjà vu" and back["X-Priority"] == "3"
 
 
 def test_charset_and_plain_body():
-    msg, _ = build_message(spec(body="Ça va ?\n", charset="iso-8859-1"))
+    msg, _unused = build_message(spec(body="Ça va ?\n", charset="iso-8859-1"))
     back = parse(msg)
     assert back.get_content_charset() == "iso-8859-1" and back.get_content().replace("\r\n", "\n") == "Ça va ?\n"
 
 
 def test_check_size():
-    msg, _ = build_message(spec(body="x" * 5000))
+    msg, _unused = build_message(spec(body="x" * 5000))
     assert check_size(msg, None) == message_size(msg)
     with pytest.raises(O365Error) as caught:
         check_size(msg, 1000, "messages[2].")
@@ -259,8 +259,8 @@ def test_address_parser_only_raises_config_errors(text):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_built_messages_are_clean(subject, name, header):
     try:
-        msg, _ = build_message(spec(subject=subject, sender=[name + " <s@example.com>"][0],
-                                    headers={"X-Test": header}, body=subject))
+        msg, _unused = build_message(spec(subject=subject, sender=[name + " <s@example.com>"][0],
+                                          headers={"X-Test": header}, body=subject))
     except O365Error as exc:
         assert exc.category == "config"
         return

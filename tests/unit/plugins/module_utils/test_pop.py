@@ -117,7 +117,7 @@ def test_repeated_error_challenge_is_cancelled_with_star():
 def test_stat_refused_after_login():
     steps = HELLO + auth("+", "+OK User successfully authenticated.") + [
         ("C", "STAT"), ("S", "-ERR [SYS/TEMP] Server Unavailable. 21")]
-    result, _ = run(steps)
+    result, _unused = run(steps)
     assert result["authenticated"] and not result["ok"]
     assert result["error"]["category"] == "throttled"
     assert "after a successful AUTH" in result["error"]["message"]
@@ -175,13 +175,13 @@ S: .
 
 
 def test_err_greeting():
-    result, _ = run(transcript("S: -ERR [IN-USE] too many sessions"))
+    result, _unused = run(transcript("S: -ERR [IN-USE] too many sessions"))
     assert result["error"]["category"] == "throttled"
 
 
 def test_server_closes_mid_auth():
     steps = HELLO + [("C", "AUTH XOAUTH2"), ("S", "+"), ("C", SASL_RE), ("CLOSE",)]
-    result, _ = run(steps)
+    result, _unused = run(steps)
     assert result["error"]["category"] == "connection"
     assert "connection closed by server during auth" in result["error"]["message"]
 
@@ -198,17 +198,17 @@ def test_connection_refused():
 
 
 def test_untrusted_certificate():
-    result, _ = run([("S", GREETING)], context=untrusting_context())
+    result, _unused = run([("S", GREETING)], context=untrusting_context())
     assert result["error"]["category"] == "tls"
 
 
 def test_line_too_long():
-    result, _ = run([("RAW", b"+OK " + b"x" * 70000 + b"\r\n"), ("HANG", 1)])
+    result, _unused = run([("RAW", b"+OK " + b"x" * 70000 + b"\r\n"), ("HANG", 1)])
     assert result["error"]["category"] == "protocol"
 
 
 def test_malformed_reply_is_protocol():
-    result, _ = run([("S", "HELLO there")])
+    result, _unused = run([("S", "HELLO there")])
     assert result["error"]["category"] == "protocol"
 
 

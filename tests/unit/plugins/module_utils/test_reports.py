@@ -136,7 +136,7 @@ def test_junit_one_testcase_per_mailbox_and_protocol():
     root = ET.fromstring(R.render_junit(rep).split("\n", 1)[1])
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["contoso", 'evil"\\\n<b>']
-    cases = [c for c in suites[0].findall("testcase")]
+    cases = list(suites[0].findall("testcase"))
     assert len(cases) == 9
     names = {c.get("name") for c in cases}
     assert "ghost@contoso.test imap" in names and "noimap@contoso.test imap" in names

@@ -230,7 +230,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("settings,expected", [(s, e) for _, s, e in INVALID], ids=[i for i, _, _ in INVALID])
+@pytest.mark.parametrize("settings,expected", [(s, e) for _unused, s, e in INVALID], ids=[i for i, _unused, _unused in INVALID])
 def test_invalid_settings_report_every_violation(settings, expected):
     assert lines(copy.deepcopy(settings)) == expected
 

@@ -511,7 +511,7 @@ def test_pacer_sliding_window():
         slept.append(seconds)
         now[0] += seconds
     pacer = Pacer(max_per_minute=3, clock=lambda: now[0], sleep=sleep)
-    for _ in range(3):
+    for _unused in range(3):
         assert pacer.wait() == 0
         now[0] += 1
     assert pacer.wait() == pytest.approx(57.0)     # the first send leaves the window at t=60

@@ -31,7 +31,7 @@ def _wire(port, timeout=2.0, context=None):
 def test_readline_strips_crlf_and_accepts_bare_lf():
     with FakeMailServer([("RAW", b"one\r\ntwo\nthree\r\n"), ("HANG", 0.2)]) as srv, _wire(srv.port) as wire:
         wire.connect(implicit_tls=False)
-        assert [wire.readline() for _ in range(3)] == [b"one", b"two", b"three"]
+        assert [wire.readline() for _unused in range(3)] == [b"one", b"two", b"three"]
 
 
 def test_read_exact_reads_a_literal_split_across_packets():
@@ -72,7 +72,7 @@ def test_silent_server_times_out_within_the_deadline():
 
 
 def test_dribbling_server_cannot_extend_the_line_deadline():
-    steps = [step for _ in range(20) for step in (("RAW", b"x"), ("HANG", 0.1))]
+    steps = [step for _unused in range(20) for step in (("RAW", b"x"), ("HANG", 0.1))]
     with FakeMailServer(steps) as srv, _wire(srv.port, timeout=0.5) as wire:
         wire.connect(implicit_tls=False)
         start = time.monotonic()
