@@ -188,8 +188,18 @@ RULES = (
          "Check the token audience (https://outlook.office365.com for app-only) and refresh it earlier."),
 )
 
-_REPLY_RULES = {source: [(re.compile(r.pattern, re.IGNORECASE), r) for r in RULES if r.source == source]
-                for source in ("imap", "pop", "smtp")}
+# Compiled on first use: a process that never classifies a server reply (every check answered)
+# does not pay for compiling the whole table at import time.
+_REPLY_RULES: dict = {}
+
+
+def _reply_rules(protocol: str) -> list:
+    rules = _REPLY_RULES.get(protocol)
+    if rules is None:
+        rules = [(re.compile(r.pattern, re.IGNORECASE), r) for r in RULES if r.source == protocol]
+        _REPLY_RULES[protocol] = rules
+    return rules
+
 _ENTRA_RULES = {r.pattern: r for r in RULES if r.source == "entra"}
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
@@ -218,7 +228,7 @@ def entra_error(error: dict, status: Optional[int] = None) -> O365Error:
 def classify_reply(protocol: str, reply: str, default: str = "protocol") -> O365Error:
     """Classify a mail server's failure reply; the server's own text is kept in ``server_reply``."""
     text = (reply or "").strip()
-    for regex, rule in _REPLY_RULES.get(protocol, ()):
+    for regex, rule in _reply_rules(protocol):
         if regex.search(text):
             return O365Error(rule.category, "%s server refused: %s" % (protocol.upper(), text),
                              hint="%s %s" % (rule.cause, rule.hint), server_reply=text)
