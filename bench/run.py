@@ -405,17 +405,14 @@ def bench_tokens(res: dict, quick: bool) -> None:
                                            "verify_mail_reports_dir": os.path.join(WORK, "reports"),
                                            "verify_mail_formats": ["json"]})))
     counters = lab_call("GET", "/counters")
-    with open(os.path.join(WORK, "reports", "report.json"), encoding="utf-8") as handle:
-        report = json.load(handle)
-    checked = sum(1 for t in report.get("tenants", []) for _ in t.get("rows", t.get("results", [])))
     requests_ = counters["token_requests"]
     res["figures"]["verify_mail_%dx%d_wall_s" % (tenants, per)] = round(wall, 1)
     res["figures"]["token_requests_total"] = requests_
     res["figures"]["idp_requests_by_endpoint"] = counters["endpoints"]
     res["figures"]["token_requests_per_tenant_app"] = round(requests_ / tenants, 2)
     res["ratios"]["token_requests_per_tenant_app"] = round(requests_ / tenants, 2)
-    print("  %.1f s; IdP token requests %d for %d (tenant, app, scope) -> %.2f each; endpoints %s; report rows %s"
-          % (wall, requests_, tenants, requests_ / tenants, counters["endpoints"], checked or "?"), flush=True)
+    print("  %.1f s; IdP token requests %d for %d (tenant, app, scope) -> %.2f each; endpoints %s"
+          % (wall, requests_, tenants, requests_ / tenants, counters["endpoints"]), flush=True)
 
     # o365_token twice (whole ad-hoc runs): network, then cache.
     reps = 2 if quick else 5
@@ -638,6 +635,13 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def write(res: dict, output: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as handle:
+        json.dump(res, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
 def main() -> None:
     global LAB, WORK
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -659,15 +663,13 @@ def main() -> None:
     try:
         for part in parts:
             bench[part]()
+            write(res, opts.output)  # after each part: a stopped run keeps what it measured
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     res["figures"]["bench_wall_s"] = round(time.perf_counter() - start, 1)
     res["machine"]["quick"] = opts.quick
     res["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    os.makedirs(os.path.dirname(os.path.abspath(opts.output)), exist_ok=True)
-    with open(opts.output, "w", encoding="utf-8") as handle:
-        json.dump(res, handle, indent=2, sort_keys=False)
-        handle.write("\n")
+    write(res, opts.output)
     print("\n" + table(res))
     print("\nMachine: %s CPUs (%s); the lab's servers share them with the benchmark; load average %s at start, "
           "%s at end." % (os.cpu_count(), res["machine"]["cpu"], res["machine"]["loadavg_at_start"],
