@@ -90,7 +90,20 @@ def acquire_token(s: AuthSettings, protocols, username: Optional[str] = None, fl
                 return TokenResult(entry["secret"], entry.get("token_type", "Bearer"), int(entry["expires_on"]),
                                    entry.get("target", "").split(), "cache", flow, username)
         ctx = _FlowContext(s, cache, scopes, flow, username, credential)
-        return _FLOWS[flow](ctx, flow_state=flow_state, auth_response=auth_response, redirect_uri=redirect_uri)
+        from msal.exceptions import MsalError
+
+        try:
+            return _FLOWS[flow](ctx, flow_state=flow_state, auth_response=auth_response, redirect_uri=redirect_uri)
+        except MsalError as exc:  # e.g. MsalServiceError for a 5xx/429 whose body is not an OAuth2 error
+            raise _msal_error(exc, authority_host(s)) from None
+
+
+def _msal_error(exc: Exception, host: str) -> O365Error:
+    text = str(exc)[:300]
+    category = "throttled" if "429" in text else "token"
+    return O365Error(category, "Entra ID at %s failed the token request: %s" % (host, text),
+                     hint="Entra ID answered with an HTTP error instead of an OAuth2 error (an outage or "
+                          "throttling, after retries within timeout); try again later.")
 
 
 def _client_credential(s: AuthSettings):

@@ -59,5 +59,5 @@ def test_unknown_smtp_throttle_reply():
 
 def test_as_dict_shape_and_bad_category():
     assert set(O365Error("auth", "m", "h").as_dict()) == {"category", "message", "hint"}
-    with pytest.raises(ValueError):
-        O365Error("nonsense", "m")
+    with pytest.raises(ValueError, match="unknown error category"):
+        raise O365Error("nonsense", "m")
