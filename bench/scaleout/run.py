@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Scale-out of playbooks/verify_mail.yml on one machine against the lab (numbers for docs/awx.md).
 
     LAB_STATE_DIR=... .venv/bin/python bench/scaleout/run.py [--protocols imap] [--only forks,fleet,slices]

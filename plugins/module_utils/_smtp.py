@@ -103,7 +103,7 @@ def parse_reply(raw_lines: Sequence[bytes]) -> Reply:
     for index, raw in enumerate(raw_lines):
         line_code, last, text = parse_reply_line(raw)
         if code is not None and line_code != code:
-            raise ReplyError("reply codes differ between lines (%d, %d)" % (code, line_code))
+            raise ReplyError("reply codes differ between lines (%s, %s)" % (code, line_code))
         if last != (index == len(raw_lines) - 1):
             raise ReplyError("continuation marker on the wrong line of a reply")
         code = line_code

@@ -25,7 +25,7 @@ import ssl
 import threading
 from typing import Any, Callable, Optional, Union
 
-from ansible_collections.mailops.o365.tests.unit.fakes.mailserver import (  # noqa: F401  pylint: disable=unused-import  (re-exported)
+from ansible_collections.mailops.o365.tests.unit.fakes.mailserver import (  # noqa: F401 (re-exported)  # pylint: disable=unused-import
     _server_context,
     cert_dir,
     client_context,
