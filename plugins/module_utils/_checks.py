@@ -41,8 +41,6 @@ DEFAULT_SECURITY = {"imap": "tls", "pop": "tls", "smtp": "starttls"}
 
 ADDRESS_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>()\[\],;:\"\\]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                         r"[A-Za-z0-9-]{2,63}$")
-
-
 HOST_RE = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,253}$")
 
 
