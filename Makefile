@@ -85,8 +85,8 @@ sanity: venv
 	tests/sanity/run.sh
 
 lint: venv
-	ruff check plugins tests tools
-	pycodestyle --max-line-length 160 --ignore=E402,W503,W504,E741,E203 plugins tests tools  # as ansible-test's pep8
+	ruff check plugins tests tools bench
+	pycodestyle --max-line-length 160 --ignore=E402,W503,W504,E741,E203 plugins tests tools bench  # as ansible-test's pep8
 	$(PY) tools/gen_troubleshooting.py --check
 	ansible-lint --profile production --offline
 

@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import zipfile
@@ -176,14 +175,14 @@ def bench_fleet(res: dict, quick: bool, full_loop: bool) -> None:
                                          {"ansible.builtin.assert": {"that": ["r.summary.ok == %d" % n],
                                                                      "quiet": True}}])
         reps = 1 if n >= 5000 or (quick and n >= 1000) else 3
-        times = [ansible_playbook(path, args=("-e", "@" + boxes))[0] for _ in range(reps)]
+        times = [ansible_playbook(path, args=("-e", "@" + boxes))[0] for _unused in range(reps)]
         walls[n] = median(times)
         res["figures"]["fleet_%d_wall_s" % n] = round(walls[n], 2)
         print("  fleet %5d: %6.2f s (median of %d: %s)" % (n, walls[n], reps, ", ".join("%.2f" % t for t in times)),
               flush=True)
     res["figures"]["fleet_scale_ms_per_mailbox"] = {str(n): round(walls[n] / n * 1000, 2) for n in sizes}
     empty = playbook("empty", [{"ansible.builtin.meta": "noop"}])
-    base = median([ansible_playbook(empty)[0] for _ in range(3)])
+    base = median([ansible_playbook(empty)[0] for _unused in range(3)])
     res["figures"]["ansible_playbook_startup_s"] = round(base, 2)
 
     loop_n = 1000 if full_loop else (20 if quick else 50)
@@ -276,9 +275,9 @@ def bench_floor(res: dict, quick: bool) -> None:
     warm_token_cache()
     boxes = fleet_boxes(n)
     ours = _ours_in_process(boxes)
+    from ansible_collections.mailops.o365.plugins.module_utils._options import AuthSettings
     from ansible_collections.mailops.o365.plugins.module_utils._tls import client_context
     from ansible_collections.mailops.o365.plugins.module_utils._token import acquire_token
-    from ansible_collections.mailops.o365.plugins.module_utils._options import AuthSettings
 
     settings = AuthSettings.from_params({
         "tenant_id": LAB["O365_TENANT_ID"], "client_id": LAB["O365_CLIENT_ID"],
@@ -297,7 +296,7 @@ def bench_floor(res: dict, quick: bool) -> None:
     ours()  # warm-up (imports, first connections)
     floor()
     t_ours, t_floor = [], []
-    for _ in range(reps):  # interleaved, so drift in the lab hits both
+    for _unused in range(reps):  # interleaved, so drift in the lab hits both
         start = time.perf_counter()
         out = ours()
         t_ours.append(time.perf_counter() - start)
@@ -473,7 +472,7 @@ def bench_overhead(res: dict, quick: bool) -> None:
     ping = [ansible, "localhost", "-m", "ansible.builtin.ping"]
     run(ours, env=env), run(ping, env=env)  # warm-up: page cache, ansiballz cache
     t_ours, t_ping = [], []
-    for _ in range(reps):
+    for _unused in range(reps):
         t_ours.append(run(ours, env=env)[0])
         t_ping.append(run(ping, env=env)[0])
     mo, mp = median(t_ours), median(t_ping)
@@ -488,17 +487,17 @@ def bench_overhead(res: dict, quick: bool) -> None:
         json.dump({"ANSIBLE_MODULE_ARGS": {"mailbox": box, "access_token": token, "host": LAB["LAB_HOST"],
                                            "port": int(LAB["LAB_IMAP_PORT"])}}, handle)
     menv = dict(env, PYTHONPATH=COLLECTIONS)
-    _, proc = run([sys.executable, "-X", "importtime", "-m",
-                   "ansible_collections.mailops.o365.plugins.modules.o365_imap_check", args], env=menv)
+    _unused, proc = run([sys.executable, "-X", "importtime", "-m",
+                         "ansible_collections.mailops.o365.plugins.modules.o365_imap_check", args], env=menv)
     out = json.loads(proc.stdout)
     if not out.get("ok"):
         raise SystemExit("bench: module run failed: %s" % out.get("msg"))
     rows = [line.split("|") for line in proc.stderr.splitlines() if line.startswith("import time:") and "|" in line]
     rows = [(int(r[0].split(":")[1]), int(r[1]), r[2][1:]) for r in rows if r[1].strip().isdigit()]
-    msal_loaded = any(name.strip() == "msal" or name.strip().startswith("msal.") for _, _, name in rows)
-    heavy = sorted(((cum, name) for _, cum, name in rows if not name.startswith(" ")), reverse=True)[:5]
+    msal_loaded = any(name.strip() == "msal" or name.strip().startswith("msal.") for _unused, _unused, name in rows)
+    heavy = sorted(((cum, name) for _unused, cum, name in rows if not name.startswith(" ")), reverse=True)[:5]
     res["figures"]["msal_imported_on_access_token_path"] = msal_loaded
-    res["figures"]["module_import_total_ms"] = round(sum(own for own, _, _ in rows) / 1000, 1)
+    res["figures"]["module_import_total_ms"] = round(sum(own for own, _unused, _unused in rows) / 1000, 1)
     res["figures"]["module_top_imports_ms"] = {m: round(us / 1000, 1) for us, m in heavy}
     print("  msal imported with access_token: %s; top-level imports (cumulative ms): %s"
           % (msal_loaded, ", ".join("%s %.1f" % (m, us / 1000) for us, m in heavy)))
@@ -556,9 +555,9 @@ def bench_smtp(res: dict, quick: bool) -> None:
                   for i in range(batch_n)]), "register": "sent"},
         {"ansible.builtin.assert": {"that": ["sent.results | length == %d" % batch_n], "quiet": True}}])
     empty = playbook("empty", [{"ansible.builtin.meta": "noop"}])
-    base = median([ansible_playbook(empty)[0] for _ in range(3)])
+    base = median([ansible_playbook(empty)[0] for _unused in range(3)])
     mt = ansible_playbook(ours_tasks, args=("-e", "@" + boxes))[0]
-    mb = median([ansible_playbook(batch)[0] for _ in range(3)])
+    mb = median([ansible_playbook(batch)[0] for _unused in range(3)])
     per_task = (mt - base) / n
     tasks_100 = mt if n == batch_n else base + per_task * batch_n
     res["figures"]["smtp_%d_tasks_wall_s" % n] = round(mt, 2)

@@ -200,6 +200,7 @@ def _reply_rules(protocol: str) -> list:
         _REPLY_RULES[protocol] = rules
     return rules
 
+
 _ENTRA_RULES = {r.pattern: r for r in RULES if r.source == "entra"}
 
 _AADSTS = re.compile(r"AADSTS(\d+)")

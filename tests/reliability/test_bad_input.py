@@ -133,7 +133,7 @@ def matrix(tmp_path_factory):
                               "O365_CLIENT_SECRET": env_file["O365_CLIENT_SECRET"]})
 
     def one(case):
-        _, module, overrides, _ = case
+        _unused, module, overrides, _unused = case
         args = _base(module, mail_port)
         args.update(overrides)
         args = {k: v for k, v in args.items() if v is not None}
@@ -154,13 +154,13 @@ def test_matrix_is_big_enough():
 
 
 def test_no_network_call_over_the_whole_matrix(matrix):
-    _, before, after = matrix
+    _unused, before, after = matrix
     assert after == before, "the lab IdP answered %d requests during the bad-input matrix" % (after - before)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_fails_naming_the_field(matrix, case):
-    name, module, _, field = case
+    name, module, _unused, field = case
     rc, out, seconds = matrix[0][name]
     text = json.dumps(out)
     assert rc != 0 and out.get("failed"), text[:2000]
@@ -205,7 +205,7 @@ def test_tenant_config_role_bad_settings(tmp_path):
         good = yaml.safe_load(handle)["mailops_o365_tenant"]
     hosts = {}
     (tmp_path / "host_vars").mkdir()
-    for host, change, _ in ROLE_CASES:
+    for host, change, _unused in ROLE_CASES:
         hosts[host] = {"ansible_connection": "local"}
         (tmp_path / "host_vars" / (host + ".yml")).write_text(yaml.safe_dump({"mailops_o365_tenant": _merge(good, change)}))
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
@@ -227,6 +227,6 @@ def test_tenant_config_role_bad_settings(tmp_path):
     assert proc.returncode != 0, out
     assert idp_requests() == before
     failures = dict(re.findall(r"^(\S+) \| FAILED! => (\{.*?^\})", proc.stdout, re.M | re.S))
-    for host, _, field in ROLE_CASES:
+    for host, _unused, field in ROLE_CASES:
         assert host in failures, (host, out[-3000:])
         assert field in failures[host], (host, field, failures[host][:2000])

@@ -115,7 +115,7 @@ class ImapFault:
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
-                conn, _ = self._sock.accept()
+                conn, _unused = self._sock.accept()
             except OSError:
                 continue
             self.connections += 1
@@ -224,7 +224,7 @@ IMAP_FAULTS = [
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("case", IMAP_FAULTS, ids=[c[0] for c in IMAP_FAULTS])
 def test_imap_fleet_fault(case, pki, token):
-    _, mode, cert, max_version, category = case
+    _unused, mode, cert, max_version, category = case
     tls = server_context(pki[cert], getattr(ssl.TLSVersion, max_version) if max_version else None) if cert else None
     server = ImapFault(mode, tls)
     try:
@@ -270,7 +270,7 @@ SMTP_CHECK_FAULTS = [
 
 @pytest.mark.parametrize("case", SMTP_CHECK_FAULTS, ids=[c[0] for c in SMTP_CHECK_FAULTS])
 def test_smtp_check_fleet_fault(case, pki, token):
-    _, script, category = case
+    _unused, script, category = case
     with FakeSmtpServer(script, auth="XOAUTH2", hang_seconds=TIMEOUT * 3) as server:
         env = support.lab_env()
         mailboxes, args = fleet_args(env, server.port, security="starttls", protocol_port="LAB_SMTP_PORT")
@@ -343,7 +343,7 @@ IDP_FAULTS = [
 
 @pytest.mark.parametrize("case", IDP_FAULTS, ids=[c[0] for c in IDP_FAULTS])
 def test_idp_fault(case, lab_clean, tmp_path):
-    _, fault, category, minimum = case
+    _unused, fault, category, minimum = case
     support.lab_call("POST", "/faults", fault)
     try:
         rc, out, seconds = _idp_fleet({}, str(tmp_path / "cache.json"))
@@ -397,5 +397,3 @@ def test_lab_is_back(lab):
 
 def test_matrix_size():
     assert len(IMAP_FAULTS) + 2 + len(SMTP_CHECK_FAULTS) + len(SEND_FAULTS) + len(IDP_FAULTS) + 2 >= 20
-
-

@@ -67,7 +67,7 @@ def test_ten_processes_refresh_through_one_cache(lab_clean, tmp_path):
     _bootstrap(env, cache, user)
     _expire_access_tokens(cache)
     params = _params(env, cache, username=user)
-    procs = [_spawn(params) for _ in range(10)]
+    procs = [_spawn(params) for _unused in range(10)]
     outs = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=120)

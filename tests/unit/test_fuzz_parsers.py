@@ -163,7 +163,7 @@ def test_quote_is_one_imap_string(text):
 def test_uid_set_covers_exactly_the_uids(uids):
     covered = set()
     for part in _imap.uid_set(uids).split(","):
-        low, _, high = part.partition(":")
+        low, _unused, high = part.partition(":")
         covered.update(range(int(low), int(high or low) + 1))
     assert covered == set(uids)
 

@@ -37,7 +37,7 @@ ALLOWED = {
 
 
 def _plugin_sources():
-    for dirpath, _, files in os.walk(PLUGINS):
+    for dirpath, _unused, files in os.walk(PLUGINS):
         for name in files:
             if name.endswith(".py"):
                 path = os.path.join(dirpath, name)
@@ -155,7 +155,7 @@ def _serve_once(context: ssl.SSLContext, port_box: list, done: threading.Event) 
     srv.settimeout(5)
     port_box.append(srv.getsockname()[1])
     try:
-        conn, _ = srv.accept()
+        conn, _unused = srv.accept()
         conn.settimeout(5)
         try:
             with context.wrap_socket(conn, server_side=True):
