@@ -17,6 +17,7 @@ import hmac
 import itertools
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -66,6 +67,7 @@ LISTENERS = {  # name -> (service, port env var)
 MAIL_USER = "mail"          # owner of the maildirs (uid 8 on Debian)
 SMTP_DISABLED_TEXT = ("5.7.139 Authentication unsuccessful, SmtpClientAuthentication is "
                       "disabled for the Tenant.")
+PLAIN_MECHANISMS = "plain login"   # password SASL, offered next to xoauth2 (as Exchange does)
 
 
 def state_dir() -> Path:
@@ -240,6 +242,36 @@ def ensure_pki(lab: Path, identities: dict):
 
 
 # ---------------------------------------------------------------------------
+# SMTP password login (one benchmark mailbox, `smtp_password: generated`)
+# ---------------------------------------------------------------------------
+def plain_mailboxes(ids: dict) -> list:
+    """Mailboxes with an SMTP password (identities.yml `smtp_password: generated`): at most one."""
+    out = [m for t in ids["tenants"] for m in t["mailboxes"] if m.get("smtp_password")]
+    if len(out) > 1:
+        raise SystemExit("identities.yml: only one mailbox may have smtp_password "
+                         f"({', '.join(m['address'] for m in out)})")
+    return out
+
+
+def ensure_plain_passwords(lab: Path, ids: dict):
+    """Generate (once per state dir, kept in <lab>/plain-passwords.json, 0600) the password of
+    the SMTP password mailbox and store it in the resolved identities (`smtp_password`)."""
+    path = lab / "plain-passwords.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    for m in plain_mailboxes(ids):
+        if not isinstance(known.get(m["address"]), str):
+            known[m["address"]] = "lab-" + secrets.token_urlsafe(18)
+        m["smtp_password"] = known[m["address"]]
+    _write(path, json.dumps(known, indent=1) + "\n", 0o600)
+
+
+def _ssha512(password: str) -> str:
+    salt = secrets.token_bytes(8)
+    digest = hashlib.sha512(password.encode() + salt).digest()
+    return "{SSHA512}" + base64.b64encode(digest + salt).decode()
+
+
+# ---------------------------------------------------------------------------
 # Dovecot
 # ---------------------------------------------------------------------------
 def _perms(items):
@@ -292,6 +324,12 @@ def gen_dovecot(lab: Path, ids: dict, p: dict):
             if app.get("kind") == "app":
                 access.extend(f"{app['client_id']}/{mb}" for mb in app_mailboxes(t, app))
     _write(d / "users", "\n".join(users) + "\n")
+    # SMTP password login: keyed "<service>/<user>", so only service smtp (Postfix) finds it
+    plain = [f"smtp/{m['address']}:{_ssha512(m['smtp_password'])}::::::"
+             for m in plain_mailboxes(ids) if isinstance(m.get("smtp_password"), str)]
+    _write(d / "plain-smtp", "".join(f"{x}\n" for x in plain), 0o640)
+    import grp
+    os.chown(d / "plain-smtp", 0, grp.getgrnam("dovecot").gr_gid)  # the auth process reads it
     _write(d / "access", "\n".join(f"{x}::::::" for x in access) + "\n")
     for svc, lines in deny.items():
         _write(d / f"deny-{svc}", "\n".join(lines) + ("\n" if lines else ""))
@@ -354,7 +392,7 @@ ssl_cert = <{pki}/server-chain.pem
 ssl_key = <{pki}/server.key
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = xoauth2
+auth_mechanisms = xoauth2 {PLAIN_MECHANISMS}
 auth_failure_delay = 0
 auth_cache_size = 0
 auth_verbose = yes
@@ -441,6 +479,18 @@ service anvil {{
 
 # 1. per-mailbox protocol switches (Set-CASMailbox -ImapEnabled $false ...)
 {deny_passdbs}
+# 1b. password (PLAIN/LOGIN) logins: only the smtp/<user> keys of plain-smtp (one benchmark
+#     mailbox, service smtp = Postfix only). Terminal for these mechanisms: any other user or
+#     service (imap, pop3) fails here and never reaches the lookup-only passdbs 4-6. Skipped
+#     for XOAUTH2, which the oauth2 passdbs below validate exactly as before.
+passdb {{
+  driver = passwd-file
+  mechanisms = {PLAIN_MECHANISMS}
+  args = username_format=%s/%Lu {d}/plain-smtp
+  result_success = return-ok
+  result_failure = return-fail
+  result_internalfail = return-fail
+}}
 # 2. delegated tokens: signature, aud=https://outlook.office.com, iss, exp, upn == user
 passdb {{
   driver = oauth2
@@ -844,6 +894,7 @@ def write_env(lab: Path, ids: dict, p: dict):
         for svc in m.get("disabled", []):
             disabled[svc] = m["address"]
     shared = next(m["address"] for m in main["mailboxes"] if m.get("shared"))
+    plain = plain_mailboxes(ids)
     mfa = next(m["address"] for m in main["mailboxes"] if m.get("mfa_required"))
     base = f"https://{HOST}:{p['LAB_IDP_PORT']}"
     env = {
@@ -887,6 +938,8 @@ def write_env(lab: Path, ids: dict, p: dict):
         "LAB_MAILBOX_IMAP_DISABLED": disabled.get("imap", ""),
         "LAB_MAILBOX_POP_DISABLED": disabled.get("pop3", ""),
         "LAB_MAILBOX_SMTP_DISABLED": disabled.get("smtp", ""),
+        "LAB_PLAIN_USER": plain[0]["address"] if plain else "",
+        "LAB_PLAIN_PASSWORD": plain[0]["smtp_password"] if plain else "",
         "LAB_EXTRA_TENANTS": ",".join(t["domain"] for t in ids["tenants"] if t.get("generated")),
         "LAB_STATE_DIR": str(lab),
         "LAB_IDENTITIES": str(lab / "identities.json"),
@@ -917,6 +970,7 @@ def cmd_up():
         except OSError:
             pass
     ensure_pki(lab, ids)
+    ensure_plain_passwords(lab, ids)
     _write(lab / "identities.json", json.dumps(ids, indent=1), 0o600)
     if not service_running(lab, "dovecot"):
         gen_dovecot(lab, ids, p)
