@@ -13,10 +13,14 @@ The one documented place a token may appear - o365_token's returned access_token
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import glob
+import imaplib
 import json
 import os
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -113,6 +117,24 @@ def _bootstrap_refresh_token(lab: dict, cache: str) -> str:
         return next(iter(json.load(handle)["RefreshToken"].values()))["secret"]
 
 
+def _fetch_with_body(lab: dict, mailbox: str, header: str, body: str, wait: float = 15.0) -> list:
+    """Messages of ``mailbox`` with ``header`` whose body contains ``body`` (support.fetch_messages searches
+    headers only)."""
+    context = ssl.create_default_context(cafile=lab["O365_CA_PATH"])
+    sasl = encode_xoauth2(mailbox, support.mint("app", mailbox))
+    deadline = time.monotonic() + wait
+    while True:
+        with imaplib.IMAP4_SSL(lab["LAB_HOST"], int(lab["LAB_IMAP_PORT"]), ssl_context=context, timeout=10) as imap:
+            imap.authenticate("XOAUTH2", lambda challenge: base64.b64decode(sasl))
+            imap.select("INBOX", readonly=True)
+            uids = imap.uid("SEARCH", None, "HEADER", header, '""', "BODY", '"%s"' % body)[1][0].split()
+            found = [email.message_from_bytes(imap.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1], policy=email.policy.default)
+                     for uid in uids]
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def leak_run(tmp_path_factory):
     """All playbooks, concurrently, each in its own directory; then the mails they sent."""
@@ -131,7 +153,7 @@ def leak_run(tmp_path_factory):
         "modules": (LEAK_PLAYBOOK, {"LEAK_REFRESH_TOKEN": refresh_token, "LEAK_GOOD_TOKEN": good, "LEAK_BAD_TOKEN": bad},
                     ["-e", json.dumps({"leak_out": os.path.join(runs["modules"], "out"), "leak_tag": tag})], None),
         "verify_mail": ("playbooks/verify_mail.yml", {},
-                        ["-e", json.dumps({"verify_mail_reports_dir": os.path.join(runs["verify_mail"], "out", "reports")})],
+                        ["-e", json.dumps({"verify_mail_reports_dir": os.path.join(runs["verify_mail"], "out", "reports-" + tag)})],
                         None),
         "send_alert": ("playbooks/send_alert.yml", {},
                        ["-e", json.dumps({"alert_to": lab["LAB_MAILBOX_2"], "alert_subject": "Leak test %s" % tag,
@@ -163,6 +185,8 @@ def leak_run(tmp_path_factory):
                                                                wait=20)
     mails["alert mail send_alert"] = support.fetch_messages(lab["LAB_MAILBOX_2"], "X-Alert-Id", alert_id, wait=10)
     mails["sent mail modules"] = support.fetch_messages(lab["LAB_MAILBOX_2"], "X-Leak-Test", tag, wait=10)
+    # the role's alert mail names the reports directory, which carries the tag
+    mails["alert mail verify_mail"] = _fetch_with_body(lab, lab["LAB_MAILBOX_2"], "X-Mailops-Tenant", "reports-" + tag)
     for name, messages in mails.items():
         with open(os.path.join(root, name.replace(" ", "_") + ".eml.txt"), "w", encoding="utf-8") as handle:
             for message in messages:
@@ -181,6 +205,17 @@ def leak_run(tmp_path_factory):
 def _read(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read()
+
+
+# A cache holds only the latest token per key: a token replaced during the run (a refused token is fetched
+# afresh, a refresh token rotates) is gone from it. So anything shaped like a token is a leak, too.
+SHAPES = {
+    "JWT-shaped token": re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}"),
+    "refresh-token-shaped value": re.compile(r"(?<![A-Za-z0-9_.-])[01]\.A[A-Za-z0-9_-]{40,}"),
+    "SASL XOAUTH2-shaped base64": re.compile(r"dXNlcj[0-9A-Za-z+/]{30,}"),
+    "raw SASL XOAUTH2": re.compile(r"auth=Bearer\s*\S{20,}", re.I),
+}
+RESULT_TOKEN_RE = re.compile(r'"pending": (?:true|false), "access_token": "([^"]+)"')
 
 
 def _key_lines(pem_path: str) -> list:
@@ -234,6 +269,10 @@ def collect_secrets(run: dict) -> list:
         for kind, values in _cache_secrets(path).items():
             found += [(kind, value) for value in values]
             access += values if kind == "access token" else []
+    for path in glob.glob(os.path.join(run["root"], "*", "stdout.txt")):   # o365_token results (ANSIBLE_DEBUG)
+        returned = [token for token in RESULT_TOKEN_RE.findall(_read(path)) if token.count(".") == 2]
+        found += [("access token", token) for token in returned]
+        access += returned
     found.append(("refresh token", run["refresh_token"]))
     found += [("minted token", token) for token in run["tokens"].values()]
     access += list(run["tokens"].values())
@@ -295,13 +334,24 @@ def captured(run: dict) -> tuple:
     return places, {place: count for place, count in masked.items() if count}
 
 
+LONG_RUN_RE = re.compile(r"[A-Za-z0-9_+/=.~-]{24,}")
+
+
 def _redacted(text: str, index: int, value: str, kind: str) -> str:
+    """60 characters either side, the secret replaced by its kind, any other long token-like run cut too."""
     start, end = max(0, index - 60), index + len(value) + 60
-    return repr(text[start:index] + "<%s>" % kind.upper().replace(" ", "_") + text[index + len(value):end])
+    before, after = (LONG_RUN_RE.sub("<...>", part) for part in (text[start:index], text[index + len(value):end]))
+    return repr(before + "<%s>" % kind.upper().replace(" ", "_") + after)
 
 
 def find_leaks(secrets: list, places: dict) -> list:
     leaks = []
+    for kind, shape in SHAPES.items():
+        for place, text in places.items():
+            for match in shape.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                leaks.append("%s in %s line %d: %s" % (kind, place, line,
+                                                         _redacted(text, match.start(), match.group(0), kind)))
     for kind, value in secrets:
         for place, text in places.items():
             index = text.find(value)
@@ -337,7 +387,7 @@ def test_every_playbook_ran_as_expected(leak_run):
     for name in ("imap_refused", "send_refused", "validate_literal"):
         assert results[name].get("failed"), (name, results[name].get("msg"))
     assert results["imap_fleet"]["summary"]["failed"] >= 2 and results["smtp_fleet"]["summary"]["failed"] >= 2
-    assert os.path.exists(os.path.join(runs["verify_mail"], "out", "reports", "report.json"))
+    assert glob.glob(os.path.join(runs["verify_mail"], "out", "reports-*", "report.json"))
     assert os.path.getsize(os.path.join(runs["modules"], "ansible.log")) > 0
     for name, messages in leak_run["mails"].items():
         assert len(messages) == 1, (name, len(messages))
@@ -368,6 +418,13 @@ def test_secret_collection_is_not_vacuous(leak_run):
         legit["SASL exchange"] = legit.get("SASL exchange", "") + raw + base64.b64encode(raw.encode()).decode() + "\n"
     found_kinds = {kind for kind, value in secrets if any(value in text for text in legit.values())}
     assert found_kinds == set(kinds), "never found where it belongs: %s" % sorted(set(kinds) - found_kinds)
+
+    # the shapes match the real values
+    for kind, shape in SHAPES.items():
+        source = {"JWT-shaped token": "access token", "refresh-token-shaped value": "refresh token",
+                  "SASL XOAUTH2-shaped base64": "SASL XOAUTH2"}.get(kind)
+        samples = kinds[source] if source else [legit["SASL exchange"]]
+        assert all(shape.search(value) for value in samples), kind
 
     # every flow's token was actually in the caches of the runs
     caches = {os.path.relpath(p, leak_run["root"]): _cache_secrets(p) for p in _cache_files(leak_run)}
