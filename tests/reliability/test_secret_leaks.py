@@ -444,10 +444,10 @@ def test_o365_token_returns_the_access_token_only_where_documented(leak_run, tmp
     token = _cache_secrets(cache)["access token"][0]
     assert result["access_token"] == token and token in json.dumps(result)
     assert leak_run["lab"]["O365_CLIENT_SECRET"] not in json.dumps(result)
-    assert "access_token" not in json.dumps(result.get("invocation", {}).get("module_args", {})) or \
-        result["invocation"]["module_args"].get("access_token") in (None, "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
+    assert token not in json.dumps(result.get("invocation", {})), "the token is returned once, not in invocation"
+    # the four no_log'ed o365_token tasks of modules.yml: hidden on screen (the leak search covers every byte)
     stdout = _read(os.path.join(leak_run["runs"]["modules"], "stdout.txt"))
-    assert "the output has been hidden due to the fact that 'no_log: true'" in stdout
+    assert stdout.count("the output has been hidden due to the fact that 'no_log: true'") >= 4
 
 
 def test_masking_of_core_debug_is_narrow():
