@@ -127,7 +127,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 access_token:
-  description: The access token. Register with C(no_log) and never print it.
+  description:
+    - The access token. Register with C(no_log) and never print it.
+    - When the token was given in O(access_token) (diagnosis only), Ansible masks this value as it equals a C(no_log) option.
   returned: when a token was obtained
   type: str
 token_type:
