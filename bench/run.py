@@ -9,7 +9,7 @@ Ratios are named so that the target reads naturally: for times "ours over theirs
 better, e.g. module_vs_ping <= 1.5), for speed-ups "theirs over ours" (higher is better, e.g.
 fleet_vs_loop >= 20).
 
-    .venv/bin/python bench/run.py                 # everything, ~8-12 min on 2 cores
+    .venv/bin/python bench/run.py                 # everything, ~12-18 min on 2 cores
     .venv/bin/python bench/run.py --quick         # fewer repetitions, smaller samples (smoke test)
     .venv/bin/python bench/run.py --only fleet,floor   # a subset (results.json gets only those)
     .venv/bin/python bench/run.py --only smtp     # just the SMTP comparisons
