@@ -82,14 +82,14 @@ def acquire_token(s: AuthSettings, protocols, username: Optional[str] = None, fl
         return TokenResult(s.access_token, "Bearer", None, list(s.scopes or []), "given", flow, username)
     scopes = token_scopes(s, protocols, flow)
     credential = _client_credential(s)  # a bad certificate fails here, before any network call
-    with PersistentCache(s.token_cache_path, s.timeout, warn) as cache:
-        for entry in _cached_entries(cache, s, scopes, flow, username):
+    with PersistentCache(s.token_cache_path, s.timeout, warn) as store:
+        for entry in _cached_entries(store, s, scopes, flow, username):
             if fresh:
-                cache.remove_at(entry)
-            elif int(entry.get("expires_on", 0)) > time.time() + EXPIRY_MARGIN:
-                return TokenResult(entry["secret"], entry.get("token_type", "Bearer"), int(entry["expires_on"]),
-                                   entry.get("target", "").split(), "cache", flow, username)
-        ctx = _FlowContext(s, cache, scopes, flow, username, credential)
+                store.remove("AccessToken", entry)
+            elif _expires_on(entry) > time.time() + EXPIRY_MARGIN:
+                return TokenResult(entry["secret"], entry.get("token_type", "Bearer"), _expires_on(entry),
+                                   str(entry.get("target", "")).split(), "cache", flow, username)
+        ctx = _FlowContext(s, store, scopes, flow, username, credential)
         from msal.exceptions import MsalError
 
         try:
@@ -125,27 +125,38 @@ def authority_host(s: AuthSettings) -> str:
     return (s.authority_host or get_cloud(s.cloud).authority_host).rstrip("/")
 
 
-def _cached_entries(cache, s: AuthSettings, scopes: list, flow: str, username: Optional[str]) -> list:
-    """The cached access tokens this request could use, found without msal's application object."""
-    from msal import TokenCache
+def _expires_on(entry: dict) -> int:
+    try:
+        return int(entry.get("expires_on", 0))
+    except (TypeError, ValueError):
+        return 0
 
+
+def _cached_entries(store: PersistentCache, s: AuthSettings, scopes: list, flow: str,
+                    username: Optional[str]) -> list:
+    """The cached access tokens this request could use, read from the cache's JSON (msal's
+    format: the same matching as msal's own search) without importing msal."""
     if flow in TWO_PHASE_FLOWS or (flow == "refresh_token" and not username):
         return []  # bootstrapping, or no way to tell whose token the refresh token is
     query = {"client_id": s.client_id, "environment": _environment(s)}
     if flow in APP_ONLY_FLOWS:
         query["realm"] = s.tenant_id
     else:
-        account = _find_account(cache, s, username)
+        account = _find_account(store, s, username)
         if account is None:
             return []
         query["home_account_id"] = account["home_account_id"]
-    return list(cache.search(TokenCache.CredentialType.ACCESS_TOKEN, target=scopes, query=query))
+    wanted = set(scopes)
+    return [e for e in store.entries("AccessToken")
+            if all(_same(e.get(k), v) for k, v in query.items()) and wanted <= set(str(e.get("target", "")).split())]
 
 
-def _find_account(cache, s: AuthSettings, username: Optional[str]) -> Optional[dict]:
-    from msal import TokenCache
+def _same(stored, wanted) -> bool:
+    return isinstance(stored, str) and isinstance(wanted, str) and stored.lower() == wanted.lower()
 
-    accounts = list(cache.search(TokenCache.CredentialType.ACCOUNT, query={"environment": _environment(s)}))
+
+def _find_account(store: PersistentCache, s: AuthSettings, username: Optional[str]) -> Optional[dict]:
+    accounts = [a for a in store.entries("Account") if _same(a.get("environment"), _environment(s))]
     if username:
         accounts = [a for a in accounts if str(a.get("username", "")).lower() == username.lower()]
     # Without a username only an unambiguous cache can be used.
@@ -155,11 +166,11 @@ def _find_account(cache, s: AuthSettings, username: Optional[str]) -> Optional[d
 # --- msal applications ----------------------------------------------------------------------
 
 class _FlowContext:
-    def __init__(self, s: AuthSettings, cache, scopes: list, flow: str, username: Optional[str],
+    def __init__(self, s: AuthSettings, store: PersistentCache, scopes: list, flow: str, username: Optional[str],
                  credential) -> None:
         self.s = s
         self.credential = credential
-        self.cache = cache
+        self.store = store
         self.scopes = scopes
         self.flow = flow
         self.username = username
@@ -171,7 +182,7 @@ class _FlowContext:
 
         s = self.s
         http = MsalHttpClient(s)
-        kwargs = dict(authority="%s/%s" % (authority_host(s), s.tenant_id), token_cache=self.cache,
+        kwargs = dict(authority="%s/%s" % (authority_host(s), s.tenant_id), token_cache=self.store.msal_cache(),
                       http_client=http, instance_discovery=False if s.authority_host else None)
         try:
             if confidential:
@@ -232,7 +243,7 @@ def _from_cached_account(ctx: _FlowContext, **_ignored) -> TokenResult:
 
 def _silent(app, ctx: _FlowContext) -> Optional[TokenResult]:
     """Redeem the cached refresh token of the account, if there is one."""
-    account = _find_account(ctx.cache, ctx.s, ctx.username)
+    account = _find_account(ctx.store, ctx.s, ctx.username)
     if account is None:
         return None
     accounts = [a for a in app.get_accounts() if a.get("home_account_id") == account["home_account_id"]]

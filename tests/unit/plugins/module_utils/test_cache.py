@@ -11,10 +11,10 @@ from ansible_collections.mailops.o365.plugins.module_utils._cache import Persist
 from ansible_collections.mailops.o365.plugins.module_utils._errors import O365Error
 
 
-def _add_entry(cache, key):
-    # Shape of an msal AppMetadata entry: enough to prove what was written survives.
-    cache.modify("AppMetadata", {"client_id": key, "environment": "example.test"},
-                 {"client_id": key, "environment": "example.test"})
+def _add_entry(store, key):
+    # Shape of an msal AppMetadata entry, written through msal: enough to prove what was written survives.
+    store.msal_cache().modify("AppMetadata", {"client_id": key, "environment": "example.test"},
+                              {"client_id": key, "environment": "example.test"})
 
 
 def test_written_with_mode_0600_in_a_0700_directory(tmp_path):
@@ -31,6 +31,29 @@ def test_unchanged_cache_is_not_rewritten(tmp_path):
     with PersistentCache(str(path), 5):
         pass
     assert not path.exists()
+
+
+def test_a_cache_hit_needs_no_msal(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "cache.json"
+    path.write_text(json.dumps({"AccessToken": {"k": {"secret": "s", "client_id": "c"}}}))
+    code = ("import sys; from ansible_collections.mailops.o365.plugins.module_utils._cache import PersistentCache\n"
+            "with PersistentCache(%r, 5) as store: entries = store.entries('AccessToken')\n"
+            "assert entries[0]['client_id'] == 'c'\n"
+            "print(any(m == 'msal' or m.startswith('msal.') for m in sys.modules))" % str(path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "False"
+
+
+def test_removed_entries_are_written_back(tmp_path):
+    path = tmp_path / "cache.json"
+    path.write_text(json.dumps({"AccessToken": {"a": {"secret": "s1"}, "b": {"secret": "s2"}}}))
+    with PersistentCache(str(path), 5) as store:
+        store.remove("AccessToken", store.entries("AccessToken")[0])
+    assert len(json.loads(path.read_text())["AccessToken"]) == 1
 
 
 @pytest.mark.parametrize("content", ["{truncated", "[1, 2]", "\x00\x01garbage"])
