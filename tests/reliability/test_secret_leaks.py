@@ -350,8 +350,8 @@ def find_leaks(secrets: list, places: dict) -> list:
         for place, text in places.items():
             for match in shape.finditer(text):
                 line = text.count("\n", 0, match.start()) + 1
-                leaks.append("%s in %s line %d: %s" % (kind, place, line,
-                                                         _redacted(text, match.start(), match.group(0), kind)))
+                snippet = _redacted(text, match.start(), match.group(0), kind)
+                leaks.append("%s in %s line %d: %s" % (kind, place, line, snippet))
     for kind, value in secrets:
         for place, text in places.items():
             index = text.find(value)
