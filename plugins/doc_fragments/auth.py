@@ -74,7 +74,9 @@ options:
     type: path
   ca_path:
     description:
-      - CA bundle used to verify every TLS peer (the token endpoint and the mail servers).
+      - CA bundle used to verify every TLS peer (the token endpoint and the mail servers). It replaces the
+        system trust store; for a TLS-inspecting proxy give a bundle with the proxy's CA (and the public CAs
+        if some peers are not behind the proxy).
       - Falls back to E(O365_CA_PATH); the system trust store when unset.
     type: path
   validate_certs:
