@@ -27,15 +27,14 @@ description:
 author:
   - mailops.o365 maintainers (@mailops)
 extends_documentation_fragment:
+  - mailops.o365.attributes
   - mailops.o365.auth
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Validates the options, logs in to the recipient over IMAP (and counts the stale canaries in RV(stale_found))
       and to the sender over SMTP, so a check run proves both credentials. Nothing is sent or deleted.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   sender_mailbox:

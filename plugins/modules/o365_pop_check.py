@@ -19,15 +19,14 @@ description:
 author:
   - mailops.o365 maintainers (@mailops)
 extends_documentation_fragment:
+  - mailops.o365.attributes
   - mailops.o365.auth
   - mailops.o365.checks
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads, so check mode runs the real check.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 """
 

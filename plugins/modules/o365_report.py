@@ -28,16 +28,16 @@ description:
   - Runs on the controller only (an action plugin); nothing is sent over the network.
 author:
   - mailops.o365 maintainers (@mailops)
+extends_documentation_fragment:
+  - mailops.o365.attributes
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: In check mode the results are judged and returned, and no file is written.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   tenant:

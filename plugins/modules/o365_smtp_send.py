@@ -23,14 +23,13 @@ description:
 author:
   - mailops.o365 maintainers (@mailops)
 extends_documentation_fragment:
+  - mailops.o365.attributes
   - mailops.o365.auth
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Builds and validates every message, connects and authenticates (so a check run proves the credentials), sends nothing and returns RV(would_send).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   sender:

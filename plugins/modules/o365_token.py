@@ -21,14 +21,13 @@ description:
 author:
   - mailops.o365 maintainers (@mailops)
 extends_documentation_fragment:
+  - mailops.o365.attributes
   - mailops.o365.auth
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Getting a token changes nothing in the tenant; the task runs the same in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   protocols:

@@ -27,16 +27,16 @@ description:
     never quoted in messages and never returned.
 author:
   - mailops.o365 maintainers (@mailops)
+extends_documentation_fragment:
+  - mailops.o365.attributes
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Validation changes nothing; the task runs the same in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   settings:

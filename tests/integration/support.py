@@ -9,6 +9,8 @@ import tempfile
 
 import requests
 
+from tests.lab.labclient import read_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(ROOT, ".venv", "collections")
 # LAB_STATE_DIR lets a second lab (other ports, other state dir) run beside the default one.
@@ -24,14 +26,7 @@ def cache_path(name: str = "token_cache") -> str:
 def lab_env() -> dict:
     if not os.path.exists(ENV_FILE):
         raise RuntimeError("the lab is not running: run `make lab-up` first")
-    env = {}
-    with open(ENV_FILE, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                env[key] = value
-    return env
+    return read_env(ENV_FILE)
 
 
 def lab_call(method: str, path: str, payload: dict | None = None) -> dict:
