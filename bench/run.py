@@ -69,14 +69,11 @@ def note(text: str) -> None:
 def lab_env() -> dict:
     if not os.path.exists(ENV_FILE):
         sys.exit("bench: the lab is not running (%s missing): run `make lab-up` (or `make bench`)" % ENV_FILE)
-    env = {}
-    with open(ENV_FILE, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                env[key] = value
-    return env
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from tests.lab.labclient import read_env  # the lab's own reader of its env file
+
+    return read_env(ENV_FILE)
 
 
 LAB = {}
